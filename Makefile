@@ -1,0 +1,29 @@
+# Set-up and the two everyday jobs. Everything installs into .venv; torch is pinned by constraints.txt.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export DEEPREL_DATA_DIR ?= $(abspath ../shared)
+export HF_HUB_OFFLINE := 1
+
+.PHONY: setup demo test benchmark
+
+$(BIN)/deeprel: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/deeprel
+
+# Train a small CoNLL04 model, evaluate it on the test set, and predict on a sentence.
+demo: setup
+	rm -rf runs/demo
+	$(BIN)/deeprel train configs/tiny.toml --output runs/demo --quiet
+	$(BIN)/deeprel evaluate runs/demo/model $(DEEPREL_DATA_DIR)/datasets/conll04/conll04_test.json --output runs/demo/test_scores.json
+	$(BIN)/deeprel predict runs/demo/model --text "John Smith, a lawyer at Acme Corp., lives in Boston. He was born in Paris."
+
+test: setup
+	$(BIN)/pytest
+
+benchmark: setup
+	$(BIN)/python benchmarks/speed.py

@@ -1,0 +1,149 @@
+"""The `deeprel` command: a thin layer that parses arguments and calls the library."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from deeprel.config import ConfigError, load_config, parse_override
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from local folders only, never a hub
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+class DeeprelGroup(click.Group):
+    """Expected failures (bad data, bad config, bad model files) become one clear line and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        from deeprel.data.types import DataError
+        from deeprel.embeddings.contextual import EncoderError
+        from deeprel.model.files import ModelLoadError
+
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, DataError, ModelLoadError, EncoderError, FileExistsError, FileNotFoundError, ValueError) as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=DeeprelGroup)
+@click.version_option(package_name="deeprel")
+def main() -> None:
+    """Joint named-entity recognition and relation extraction (Crone 2020)."""
+
+
+@main.command()
+@click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. model.shared_depth=2.")
+@click.option("--seed", type=int, help="Shortcut for --set training.seed=N.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in the same directory.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train(config_path: Path, output: Path, overrides: tuple[str, ...], seed: int | None, resume: bool, quiet: bool) -> None:
+    """Train a model from a config file into a run directory (model/, log.jsonl, metrics.json)."""
+    from deeprel.training.trainer import train as run_training
+
+    changes = dict(parse_override(o) for o in overrides)
+    if seed is not None:
+        changes["training.seed"] = seed
+    config = load_config(config_path).with_overrides(changes)
+    metrics = run_training(config, output, resume=resume, progress=not quiet, log=lambda m: click.echo(m, err=True))
+    click.echo(f"model: {output / 'model'}\nmetrics: {output / 'metrics.json'}")
+    if "test" in metrics:
+        strict = metrics["test"]["strict"]
+        click.echo(
+            f"test (strict, micro F1): NER {strict['ner']['micro']['f1']:.2f}  RE {strict['re']['micro']['f1']:.2f}"
+        )
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["auto", "spert", "jsonl", "bekoulis"]), default="auto")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the scores as JSON here.")
+@click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path), help="Write the predictions as JSONL here.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+def evaluate(model_dir: Path, data: Path, fmt: str, output: Path | None, predictions: Path | None, batch_size: int) -> None:
+    """Score a model on annotated data: strict and boundaries, micro and macro, per type."""
+    from deeprel.data.readers import read_documents, write_jsonl
+    from deeprel.evaluation.metrics import evaluate as score
+    from deeprel.inference.predictor import predict_documents
+    from deeprel.model.files import load_model
+    from deeprel.training.seeding import pick_device
+
+    loaded = load_model(model_dir, device=pick_device("auto"))
+    gold = read_documents(data, fmt=fmt)
+    predicted = predict_documents(loaded.model, loaded.featurizer, gold, batch_size=batch_size, progress=True)
+    labels = loaded.model.labels
+    result = score(gold, predicted, labels.entity_types, labels.relation_types)
+    click.echo(result.format_table())
+    if output:
+        _write_atomic(output, json.dumps(result.to_dict(), indent=2) + "\n")
+    if predictions:
+        write_jsonl(predicted, predictions)
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), required=False)
+@click.option("--text", help="Predict on this text instead of a file.")
+@click.option(
+    "--input-format",
+    type=click.Choice(["auto", "text", "spert", "jsonl", "bekoulis"]),
+    default="auto",
+    show_default=True,
+    help="text: raw text, one document per line (split into sentences and tokens by spaCy).",
+)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="JSONL output (default: stdout).")
+@click.option("--threshold", type=float, help="Relation threshold (default: the model's).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+def predict(
+    model_dir: Path, source: Path | None, text: str | None, input_format: str, output: Path | None, threshold: float | None, batch_size: int
+) -> None:
+    """Extract entities and relations from raw text or pre-tokenised JSON/JSONL; writes JSONL."""
+    from deeprel.inference.predictor import predict_documents, prediction_record, read_prediction_input
+    from deeprel.model.files import load_model
+    from deeprel.training.seeding import pick_device
+
+    if (text is None) == (source is None):
+        raise click.UsageError("give either SOURCE or --text")
+    documents = read_prediction_input(source, text, input_format)
+    loaded = load_model(model_dir, device=pick_device("auto"))
+    predicted = predict_documents(loaded.model, loaded.featurizer, documents, batch_size=batch_size, threshold=threshold)
+    lines = "".join(json.dumps(prediction_record(d), ensure_ascii=False) + "\n" for d in predicted)
+    if output:
+        _write_atomic(output, lines)
+    else:
+        click.echo(lines, nl=False)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--types", "types_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="SpERT *_types.json.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "spert", "jsonl", "bekoulis"]), default="auto")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report as JSON here.")
+@click.option("--verbose", is_flag=True, help="List every problem, not only the first of each kind.")
+def validate(files: tuple[Path, ...], types_path: Path | None, fmt: str, json_path: Path | None, verbose: bool) -> None:
+    """Check annotated data before training: counts, labels, overlaps, bad spans, empty sentences."""
+    from deeprel.data.validate import validate_files
+
+    report = validate_files(list(files), types_path=types_path, fmt=fmt)
+    click.echo(report.format(verbose=verbose))
+    if json_path:
+        _write_atomic(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
+    sys.exit(0 if report.ok else 1)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+
+
+if __name__ == "__main__":
+    main()

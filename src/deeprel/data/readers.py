@@ -1,0 +1,352 @@
+"""Read and write documents: SpERT JSON arrays, JSON lines, and Bekoulis et al.'s tab format.
+
+Readers check structure only (JSON syntax, field types, spans and relation indices in range) and
+raise :class:`~deeprel.data.types.DataError` naming the file and the line or document. Odd but
+well-formed data (overlapping spans, unknown labels, empty sentences) is left to
+:mod:`deeprel.data.validate`. :func:`iter_documents` is the lenient path the validator uses: it
+yields a :class:`DocumentError` in place of each broken document and reads on.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal, TextIO
+
+from pydantic import Strict, StrictInt, StrictStr, TypeAdapter, ValidationError
+from typing_extensions import NotRequired, TypedDict  # pydantic needs this TypedDict before Python 3.12
+
+from deeprel.data.tagging import decode
+from deeprel.data.types import DataError, Document, Entity, Relation
+
+Format = Literal["auto", "spert", "jsonl", "bekoulis"]
+
+_Score = NotRequired[Annotated[float, Strict()] | None]
+
+
+class _EntityRecord(TypedDict):
+    type: StrictStr
+    start: StrictInt
+    end: StrictInt
+    score: _Score
+
+
+class _RelationRecord(TypedDict):
+    type: StrictStr
+    head: StrictInt
+    tail: StrictInt
+    score: _Score
+
+
+class _DocumentRecord(TypedDict):
+    tokens: list[StrictStr]
+    entities: NotRequired[list[_EntityRecord]]
+    relations: NotRequired[list[_RelationRecord]]
+    orig_id: NotRequired[StrictInt | StrictStr | None]
+    text: NotRequired[StrictStr | None]
+    offsets: NotRequired[list[tuple[StrictInt, StrictInt]] | None]
+
+
+# pydantic checks the shape and types of a SpERT record; the range checks are ours.
+_RECORD = TypeAdapter(_DocumentRecord)
+
+
+class DocumentError(DataError):
+    """A :class:`DataError` confined to one document, so a lenient reader can skip it and go on."""
+
+    def __init__(self, where: str, doc_id: str, reason: str) -> None:
+        super().__init__(f"{where} (doc_id {doc_id}): {reason}")
+        self.doc_id = doc_id
+        self.reason = reason
+
+
+def _describe(error: ValidationError) -> str:
+    """pydantic's errors on one line, each as ``field.path: message``."""
+    return "; ".join(": ".join(filter(None, [".".join(map(str, e["loc"])), e["msg"]])) for e in error.errors())
+
+
+def _span_problem(start: int, end: int, length: int) -> str | None:
+    if start < 0:
+        return "start < 0"
+    if end > length:
+        return f"end > {length} tokens"
+    if start >= end:
+        return "start >= end"
+    return None
+
+
+def document_from_dict(d: object, where: str, *, default_id: str = "") -> Document:
+    """Build a document from a SpERT-style record, checking its structure.
+
+    ``where`` locates the record in error messages (e.g. ``"train.json: document 3"``). The doc id
+    is ``str(orig_id)`` when the record has one, else ``default_id``.
+    """
+    orig_id = d.get("orig_id") if isinstance(d, dict) else None
+    doc_id = default_id if orig_id is None else str(orig_id)
+    if not isinstance(d, dict):
+        raise DocumentError(where, doc_id, f"expected a JSON object, got {type(d).__name__}")
+    try:
+        record = _RECORD.validate_python(d)
+    except ValidationError as error:
+        raise DocumentError(where, doc_id, _describe(error)) from None
+    tokens, entities, relations = record["tokens"], record.get("entities", []), record.get("relations", [])
+    for i, e in enumerate(entities):
+        problem = _span_problem(e["start"], e["end"], len(tokens))
+        if problem:
+            raise DocumentError(where, doc_id, f"entity {i} ({e['type']} [{e['start']}, {e['end']})): {problem}")
+    for i, r in enumerate(relations):
+        for role, target in (("head", r["head"]), ("tail", r["tail"])):
+            if not 0 <= target < len(entities):
+                raise DocumentError(where, doc_id, f"relation {i} ({r['type']}): {role} {target} is not one of {len(entities)} entities")
+    offsets = record.get("offsets")
+    if offsets is not None and len(offsets) != len(tokens):
+        raise DocumentError(where, doc_id, f"{len(offsets)} offsets for {len(tokens)} tokens")
+    return Document(
+        tokens=tuple(tokens),
+        entities=tuple(Entity(e["type"], e["start"], e["end"], e.get("score")) for e in entities),
+        relations=tuple(Relation(r["type"], r["head"], r["tail"], r.get("score")) for r in relations),
+        doc_id=doc_id,
+        text=record.get("text"),
+        offsets=None if offsets is None else tuple(offsets),
+    )
+
+
+def document_to_dict(doc: Document) -> dict[str, Any]:
+    """The SpERT record of a document; ``doc_id`` goes to ``orig_id``, scores/text/offsets when set."""
+
+    def scored(record: dict[str, Any], score: float | None) -> dict[str, Any]:
+        return record if score is None else {**record, "score": score}
+
+    d: dict[str, Any] = {
+        "tokens": list(doc.tokens),
+        "entities": [scored({"type": e.type, "start": e.start, "end": e.end}, e.score) for e in doc.entities],
+        "relations": [scored({"type": r.type, "head": r.head, "tail": r.tail}, r.score) for r in doc.relations],
+    }
+    if doc.doc_id:
+        d["orig_id"] = doc.doc_id
+    if doc.text is not None:
+        d["text"] = doc.text
+    if doc.offsets is not None:
+        d["offsets"] = [list(o) for o in doc.offsets]
+    return d
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")  # -sig: tolerate a byte-order mark
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error})") from None
+
+
+def _attempt(parse: Callable[..., Document], *args: Any, **kwargs: Any) -> Document | DocumentError:
+    try:
+        return parse(*args, **kwargs)
+    except DocumentError as error:
+        return error
+
+
+def _iter_spert(path: Path) -> Iterator[Document | DocumentError]:
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON array of documents, got {type(data).__name__}")
+    for i, d in enumerate(data):
+        yield _attempt(document_from_dict, d, f"{path}: document {i}", default_id=f"{path.name}:{i}")
+
+
+def _iter_jsonl(path: Path) -> Iterator[Document | DocumentError]:
+    index = 0
+    # split("\n"), not splitlines(): JSON strings may hold U+2028 and other characters splitlines breaks on.
+    for lineno, line in enumerate(_read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        where, default_id = f"{path}:{lineno}: document {index}", f"{path.name}:{index}"
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield DocumentError(where, default_id, f"invalid JSON at column {error.colno}: {error.msg}")
+        else:
+            yield _attempt(document_from_dict, d, where, default_id=default_id)
+        index += 1
+
+
+_TAG = re.compile(r"O|[BI]-.+")
+
+
+def _literal_list(text: str, kind: type) -> list[Any] | None:
+    """The Python list literal in a Bekoulis relation column, or None if it is not a list of ``kind``."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+    ok = isinstance(value, list) and all(type(v) is kind for v in value)
+    return value if ok else None
+
+
+def _bekoulis_document(path: Path, index: int, doc_id: str, rows: list[tuple[int, str]]) -> Document:
+    tokens: list[str] = []
+    tags: list[str] = []
+    triples: list[tuple[int, int, str]] = []
+    triple_lines: list[int] = []
+    for position, (lineno, line) in enumerate(rows):
+        where = f"{path}:{lineno}: document {index}"
+        columns = line.split("\t")
+        if len(columns) != 5:
+            raise DocumentError(where, doc_id, f"expected 5 tab-separated columns, got {len(columns)}")
+        number, token, tag, labels_text, targets_text = columns
+        if number != str(position):
+            raise DocumentError(where, doc_id, f"token number {number!r}, expected {position}")
+        if not _TAG.fullmatch(tag):
+            raise DocumentError(where, doc_id, f"invalid BIO tag {tag!r}")
+        labels, targets = _literal_list(labels_text, str), _literal_list(targets_text, int)
+        if labels is None or targets is None or len(labels) != len(targets):
+            raise DocumentError(where, doc_id, "relation columns must be a list of labels and a list of as many token numbers")
+        for label, target in zip(labels, targets):
+            if label != "N":  # 'N' marks "no relation"
+                triples.append((position, target, label))
+                triple_lines.append(lineno)
+        tokens.append(token)
+        tags.append(tag)
+    document = decode(tokens, tags, triples, doc_id)
+    # decode() silently drops relations that do not join entity ends; in a file that is an error.
+    ends = {e.last for e in document.entities}
+    for (head, tail, label), lineno in zip(triples, triple_lines):
+        if head not in ends or tail not in ends:
+            token = head if head not in ends else tail
+            raise DocumentError(f"{path}:{lineno}: document {index}", doc_id, f"relation {label!r}: token {token} ends no entity")
+    return document
+
+
+def _iter_bekoulis(path: Path) -> Iterator[Document | DocumentError]:
+    blocks: list[tuple[str, list[tuple[int, str]]]] = []
+    for lineno, line in enumerate(_read_text(path).split("\n"), 1):
+        if line.startswith("#doc"):
+            blocks.append((line[len("#doc") :].strip(), []))
+        elif not line.strip():
+            continue
+        elif not blocks:
+            raise DataError(f"{path}:{lineno}: token line before the first '#doc' line")
+        else:
+            blocks[-1][1].append((lineno, line))
+    for index, (doc_id, rows) in enumerate(blocks):
+        yield _attempt(_bekoulis_document, path, index, doc_id or f"{path.name}:{index}", rows)
+
+
+class _TypesRecord(TypedDict):
+    entities: dict[StrictStr, Any]
+    relations: dict[StrictStr, Any]
+
+
+def read_types(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """Entity and relation type names, in file order, from a SpERT ``*_types.json``."""
+    path = Path(path)
+    try:
+        record = TypeAdapter(_TypesRecord).validate_json(_read_text(path))
+    except ValidationError as error:
+        raise DataError(f"{path}: not a SpERT types file: {_describe(error)}") from None
+    return list(record["entities"]), list(record["relations"])
+
+
+def detect_format(path: str | os.PathLike[str]) -> Literal["spert", "jsonl", "bekoulis"]:
+    """By suffix (.jsonl, .txt/.tsv), else by the first non-blank character: ``[`` SpERT, ``{`` JSON lines."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return "jsonl"
+    if path.suffix in (".txt", ".tsv"):
+        return "bekoulis"
+    with path.open(encoding="utf-8-sig", errors="replace") as f:
+        for chunk in iter(lambda: f.read(4096), ""):
+            if chunk.strip():
+                first = chunk.lstrip()[0]
+                if first == "[":
+                    return "spert"
+                if first == "{":
+                    return "jsonl"
+                break
+    raise DataError(f"{path}: cannot tell the format (not a JSON array or JSON lines); name it explicitly")
+
+
+def iter_documents(path: str | os.PathLike[str], fmt: Format = "auto") -> Iterator[Document | DocumentError]:
+    """Every document of a file in order, with a :class:`DocumentError` in place of each broken one.
+
+    Errors that spoil the whole file (invalid JSON array, unreadable text) raise :class:`DataError`
+    before the first document is yielded.
+    """
+    path = Path(path)
+    readers = {"spert": _iter_spert, "jsonl": _iter_jsonl, "bekoulis": _iter_bekoulis}
+    if fmt != "auto" and fmt not in readers:
+        raise ValueError(f"unknown format {fmt!r}; expected one of auto, {', '.join(readers)}")
+    return readers[detect_format(path) if fmt == "auto" else fmt](path)
+
+
+def read_documents(path: str | os.PathLike[str], fmt: Format = "auto") -> list[Document]:
+    """All documents of a file; the first structural problem raises :class:`DataError`."""
+    documents = []
+    for item in iter_documents(path, fmt):
+        if isinstance(item, DocumentError):
+            raise item
+        documents.append(item)
+    return documents
+
+
+def read_spert(path: str | os.PathLike[str]) -> list[Document]:
+    """A SpERT JSON array; doc ids are ``orig_id``, else ``"<file name>:<index>"``."""
+    return read_documents(path, "spert")
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[Document]:
+    """One SpERT record per line; blank lines are skipped."""
+    return read_documents(path, "jsonl")
+
+
+def read_bekoulis(path: str | os.PathLike[str]) -> list[Document]:
+    """Bekoulis et al.'s tab format, as canonical documents (entities by position, relations sorted)."""
+    return read_documents(path, "bekoulis")
+
+
+def _write_atomically(path: str | os.PathLike[str], write: Callable[[TextIO], None]) -> None:
+    """Write to a temporary file beside ``path`` and rename it over ``path``, so readers never see
+    half a file and a failed write leaves the old one intact. (The stdlib has no such helper.)"""
+    path = Path(path)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; the data file should not be
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _dumps(doc: Document) -> str:
+    # allow_nan=False: NaN scores would make a file that strict JSON parsers reject.
+    return json.dumps(document_to_dict(doc), ensure_ascii=False, allow_nan=False)
+
+
+def write_json(docs: Iterable[Document], path: str | os.PathLike[str]) -> None:
+    """A SpERT JSON array, one document per line, written atomically."""
+
+    def write(f: TextIO) -> None:
+        f.write("[" + ",\n".join(_dumps(doc) for doc in docs) + "]\n")
+
+    _write_atomically(path, write)
+
+
+def write_jsonl(docs: Iterable[Document], path: str | os.PathLike[str]) -> None:
+    """One SpERT record per line, written atomically."""
+
+    def write(f: TextIO) -> None:
+        for doc in docs:
+            f.write(_dumps(doc) + "\n")
+
+    _write_atomically(path, write)

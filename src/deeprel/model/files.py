@@ -1,0 +1,164 @@
+"""Model directories: weights in safetensors, configuration and vocabularies in JSON. No pickle anywhere.
+
+A model directory holds
+    config.json        the full training configuration (enough to rebuild the model)
+    labels.json        entity types, relation types, BIO tags
+    vocab.json         the static-vector words and the character inventory
+    model.safetensors  every weight and buffer except the pre-trained encoder's
+    encoder/           fine-tuned mode only: the trained encoder, in Hugging Face layout (safetensors)
+    meta.json          deeprel version, parameter counts, how it was trained
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from deeprel.config import Config, ConfigError, parse_config
+from deeprel.embeddings.chars import CharVocabulary
+from deeprel.embeddings.contextual import ContextualEncoder, EncoderError, resolve_encoder_path
+from deeprel.embeddings.static import StaticEmbedding, WordVocabulary
+from deeprel.model.inputs import Featurizer, Labels
+from deeprel.model.joint import JointModel
+
+REQUIRED_FILES = ("config.json", "labels.json", "vocab.json", "model.safetensors")
+ENCODER_PREFIX = "embedder.contextual.encoder."
+FINETUNED_ENCODER_DIR = "encoder"
+
+
+class ModelLoadError(ValueError):
+    """A model directory is missing, incomplete or corrupt; the message names the file."""
+
+
+@dataclass
+class LoadedModel:
+    model: JointModel
+    featurizer: Featurizer
+    meta: dict[str, Any]
+
+
+def build_model(
+    config: Config,
+    labels: Labels,
+    chars: CharVocabulary | None,
+    static: StaticEmbedding | None,
+    encoder_base: Path | None = None,
+) -> tuple[JointModel, Featurizer]:
+    """The joint model and its featurizer; ``encoder_base`` resolves a relative encoder path."""
+    contextual = config.embeddings.contextual
+    encoder = ContextualEncoder(contextual, resolve_encoder_path(contextual.encoder, encoder_base)) if contextual.enabled else None
+    model = JointModel(config, labels, encoder, static, len(chars) if chars is not None else 0)
+    featurizer = Featurizer(labels, static.vocabulary if static is not None else None, chars, config.embeddings.casing)
+    return model, featurizer
+
+
+def static_embedding(config: Config, words: list[str], matrix: np.ndarray) -> StaticEmbedding | None:
+    if not config.embeddings.static.enabled:
+        return None
+    return StaticEmbedding.from_vectors(words, matrix, lowercase=config.embeddings.static.lowercase)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def replace_directory(source: Path, target: Path) -> None:
+    """Move a finished directory into place, so a reader never sees a half-written one."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(source, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(source, target)
+
+
+def save_model(model: JointModel, featurizer: Featurizer, directory: str | Path, meta: dict[str, Any]) -> Path:
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        config = model.config
+        encoder = model.embedder.contextual
+        if encoder is not None and encoder.finetuned:
+            encoder.encoder.save_pretrained(staging / FINETUNED_ENCODER_DIR, safe_serialization=True)
+            encoder.tokenizer.save_pretrained(staging / FINETUNED_ENCODER_DIR)
+            config = config.with_overrides({"embeddings.contextual.encoder": FINETUNED_ENCODER_DIR})
+        _write_json(staging / "config.json", config.to_dict())
+        _write_json(staging / "labels.json", model.labels.to_dict())
+        _write_json(
+            staging / "vocab.json",
+            {
+                "words": featurizer.words.to_dict() if featurizer.words is not None else None,
+                "static_dim": model.embedder.static.output_size if model.embedder.static is not None else None,
+                "chars": featurizer.chars.to_dict() if featurizer.chars is not None else None,
+            },
+        )
+        state = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith(ENCODER_PREFIX)}
+        save_file(state, str(staging / "model.safetensors"))
+        _write_json(staging / "meta.json", meta)
+        replace_directory(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"{path}: unreadable: {error}") from None
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild a model from its directory. Only JSON and safetensors are read: nothing is executed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ModelLoadError(f"{directory}: no such model directory")
+    missing = [name for name in REQUIRED_FILES if not (directory / name).is_file()]
+    if missing:
+        raise ModelLoadError(f"{directory}: incomplete model directory, missing {', '.join(missing)}")
+    try:
+        config = parse_config(_read_json(directory / "config.json"), source=str(directory / "config.json"))
+    except ConfigError as error:
+        raise ModelLoadError(str(error)) from None
+    try:
+        labels = Labels.from_dict(_read_json(directory / "labels.json"))
+        vocab = _read_json(directory / "vocab.json")
+        words = WordVocabulary.from_dict(vocab["words"]) if vocab["words"] is not None else None
+        chars = CharVocabulary.from_dict(vocab["chars"]) if vocab["chars"] is not None else None
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelLoadError(f"{directory}: labels.json or vocab.json is malformed: {error}") from None
+    try:
+        state = load_file(str(directory / "model.safetensors"))
+    except (SafetensorError, OSError) as error:
+        raise ModelLoadError(f"{directory / 'model.safetensors'}: corrupt weights file: {error}") from None
+    try:
+        static = StaticEmbedding(words, vocab["static_dim"]) if words is not None else None  # weights come below
+        model, featurizer = build_model(config, labels, chars, static, encoder_base=directory)
+    except EncoderError as error:
+        raise ModelLoadError(f"{directory}: {error}") from None
+    expected = {k for k in model.state_dict() if not k.startswith(ENCODER_PREFIX)}
+    unknown, absent = sorted(set(state) - expected), sorted(expected - set(state))
+    if unknown or absent:
+        raise ModelLoadError(
+            f"{directory / 'model.safetensors'}: weights do not match config.json"
+            f" (missing: {absent[:5]}, unexpected: {unknown[:5]})"
+        )
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as error:
+        raise ModelLoadError(f"{directory / 'model.safetensors'}: weights do not match config.json: {error}") from None
+    meta = _read_json(directory / "meta.json") if (directory / "meta.json").is_file() else {}
+    return LoadedModel(model.to(device).eval(), featurizer, meta)

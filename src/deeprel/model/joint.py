@@ -1,0 +1,195 @@
+"""The joint model of Crone 2020: embed, shared BiRNNs, NER-specific and RE-specific BiRNNs, scores."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from deeprel.config import Config
+from deeprel.data.tagging import spans_from_bio
+from deeprel.data.types import Document, Entity, Relation
+from deeprel.embeddings.casing import CASING_CLASSES, CasingEmbedding
+from deeprel.embeddings.chars import CharBiRNN
+from deeprel.embeddings.contextual import ContextualEncoder
+from deeprel.embeddings.static import StaticEmbedding
+from deeprel.model.birnn import BiRNNStack
+from deeprel.model.crf import LinearChainCRF, bio_transition_mask
+from deeprel.model.inputs import Batch, Labels
+from deeprel.model.scorers import build_scorer, make_activation, relation_loss
+
+RELATION_PRIOR = 0.01
+
+
+class TokenEmbedder(nn.Module):
+    """The concatenation of the enabled token representations (contextual, static, chars, casing)."""
+
+    def __init__(
+        self,
+        config: Config,
+        encoder: ContextualEncoder | None,
+        static: StaticEmbedding | None,
+        char_vocab_size: int,
+    ) -> None:
+        super().__init__()
+        embeddings = config.embeddings
+        self.contextual = encoder
+        self.static = static
+        self.chars = (
+            CharBiRNN(char_vocab_size, embeddings.chars.embedding_size, embeddings.chars.hidden_size, config.model.cell)
+            if embeddings.chars.enabled
+            else None
+        )
+        self.casing = CasingEmbedding() if embeddings.casing else None
+        self.output_size = (
+            (encoder.output_size if encoder is not None else 0)
+            + (static.output_size if static is not None else 0)
+            + (2 * embeddings.chars.hidden_size if self.chars is not None else 0)
+            + (len(CASING_CLASSES) if self.casing is not None else 0)
+        )
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        parts = []
+        if self.contextual is not None:
+            features = batch.contextual
+            if features is None:  # fine-tuned mode, or prediction without a cache
+                computed = self.contextual(batch.tokens)
+                if not self.contextual.finetuned:
+                    computed = [f.half().float() for f in computed]  # exactly what the frozen cache stores
+                features = batch.mask.new_zeros(
+                    (len(computed), computed[0].shape[0], batch.mask.shape[1], computed[0].shape[-1]), dtype=torch.float
+                )
+                for b, feature in enumerate(computed):
+                    features[b, :, : feature.shape[1]] = feature
+            parts.append(self.contextual.combine(features))
+        if self.static is not None:
+            parts.append(self.static(batch.word_ids))
+        if self.chars is not None:
+            parts.append(self.chars(batch.char_ids))
+        if self.casing is not None:
+            parts.append(self.casing(batch.casing_ids))
+        return torch.cat(parts, dim=-1)
+
+
+@dataclass
+class Scores:
+    """What one forward pass produces: tag emissions and relation logits."""
+
+    emissions: torch.Tensor  # [B, T, tags]
+    relation_logits: torch.Tensor  # [B, T, T, relations]
+
+
+class JointModel(nn.Module):
+    def __init__(
+        self,
+        config: Config,
+        labels: Labels,
+        encoder: ContextualEncoder | None,
+        static: StaticEmbedding | None,
+        char_vocab_size: int,
+    ) -> None:
+        super().__init__()
+        m = config.model
+        self.config = config
+        self.labels = labels
+        self.embedder = TokenEmbedder(config, encoder, static, char_vocab_size)
+        self.shared = BiRNNStack(self.embedder.output_size, m.hidden_size, m.shared_depth, m.cell, m.rnn_dropout)
+        self.ner_stack = BiRNNStack(self.shared.output_size, m.hidden_size, m.ner_depth, m.cell, m.rnn_dropout)
+        self.ner_head = nn.Sequential(
+            nn.Linear(self.ner_stack.output_size, m.ner_hidden_size),  # FF_e1
+            make_activation(m.ner_activation),
+            nn.Linear(m.ner_hidden_size, len(labels.tags)),  # FF_e2: one score per BIO tag
+        )
+        self.crf = LinearChainCRF(len(labels.tags), bio_transition_mask(labels.tags) if m.bio_constraints else None)
+        self.re_stack = BiRNNStack(self.shared.output_size, m.hidden_size, m.re_depth, m.cell, m.rnn_dropout)
+        self.label_embedding = nn.Embedding(len(labels.tags), m.label_embedding_size)
+        self.scorer = build_scorer(
+            m.scorer,
+            input_size=self.re_stack.output_size + m.label_embedding_size,
+            hidden_size=m.re_hidden_size,
+            num_relations=len(labels.relation_types),
+            activation=m.re_activation,
+            dropout=m.re_dropout,
+        )
+        # Almost no token pair holds a relation: starting every score at 1% rather than 50% keeps
+        # the first updates from being spent on that one fact.
+        nn.init.constant_(self.scorer.output.bias, math.log(RELATION_PRIOR / (1 - RELATION_PRIOR)))
+
+    def scores(self, batch: Batch, label_ids: torch.Tensor | None = None) -> Scores:
+        """Emissions and relation logits; relations see ``label_ids`` (gold in training) or Viterbi's tags."""
+        x = self.embedder(batch)
+        shared = self.shared(x, batch.mask)
+        emissions = self.ner_head(self.ner_stack(shared, batch.mask))
+        if label_ids is None:
+            label_ids = self.decode_tags(emissions, batch.mask)
+        relation_input = torch.cat([self.re_stack(shared, batch.mask), self.label_embedding(label_ids)], dim=-1)
+        return Scores(emissions, self.scorer(relation_input))
+
+    def decode_tags(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        paths = self.crf.viterbi(emissions, mask).paths
+        label_ids = torch.zeros(mask.shape, dtype=torch.long, device=mask.device)
+        for b, path in enumerate(paths):
+            label_ids[b, : len(path)] = torch.tensor(path, device=mask.device)
+        return label_ids
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """L = L_NER (CRF negative log-likelihood) + lambda_RE * L_RE (masked binary cross-entropy)."""
+        scores = self.scores(batch, label_ids=batch.tags)
+        ner = self.crf.neg_log_likelihood(scores.emissions, batch.tags, batch.mask, reduction="mean")
+        re = relation_loss(scores.relation_logits, batch.relations, batch.mask)
+        total = ner + self.config.training.lambda_re * re
+        return total, {"ner_loss": ner.item(), "re_loss": re.item()}
+
+    @torch.no_grad()
+    def predict(self, batch: Batch, threshold: float | None = None) -> list[tuple[list[Entity], list[Relation]]]:
+        """Entities from Viterbi's BIO tags; a relation between two predicted entities' last tokens
+        for every type whose sigmoid score reaches the threshold."""
+        threshold = self.config.model.threshold if threshold is None else threshold
+        x = self.embedder(batch)
+        shared = self.shared(x, batch.mask)
+        emissions = self.ner_head(self.ner_stack(shared, batch.mask))
+        label_ids = self.decode_tags(emissions, batch.mask)
+        marginals = self.crf.marginals(emissions, batch.mask)
+        relation_input = torch.cat([self.re_stack(shared, batch.mask), self.label_embedding(label_ids)], dim=-1)
+        probabilities = torch.sigmoid(self.scorer(relation_input)).cpu()
+        tags = self.labels.tags
+        results = []
+        for b in range(len(batch.tokens)):
+            length = len(batch.tokens[b])
+            spans = spans_from_bio([tags[i] for i in label_ids[b, :length].tolist()])
+            entities = [
+                Entity(e.type, e.start, e.end, score=_span_confidence(marginals[b], label_ids[b], e)) for e in spans
+            ]
+            relations = []
+            for h, head in enumerate(entities):
+                for t, tail in enumerate(entities):
+                    if h == t:
+                        continue
+                    pair = probabilities[b, head.last, tail.last]
+                    for r, kind in enumerate(self.labels.relation_types):
+                        if pair[r] >= threshold:
+                            relations.append(Relation(kind, h, t, score=round(float(pair[r]), 4)))
+            results.append((entities, relations))
+        return results
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def _span_confidence(marginals: torch.Tensor, label_ids: torch.Tensor, entity: Entity) -> float:
+    """The smallest CRF marginal probability of the span's decoded tags: how sure the tagger is of it."""
+    probabilities = marginals[entity.start : entity.end].gather(1, label_ids[entity.start : entity.end, None])
+    return round(float(probabilities.min()), 4)
+
+
+def with_predictions(document: Document, entities: list[Entity], relations: list[Relation]) -> Document:
+    return Document(
+        tokens=document.tokens,
+        entities=tuple(entities),
+        relations=tuple(relations),
+        doc_id=document.doc_id,
+        text=document.text,
+        offsets=document.offsets,
+    )
