@@ -26,4 +26,4 @@ test: setup
 	$(BIN)/pytest
 
 benchmark: setup
-	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/speed.py --model $(MODEL) --output docs/results/speed.json

@@ -61,6 +61,30 @@ def train(config_path: Path, output: Path, overrides: tuple[str, ...], seed: int
 
 
 @main.command()
+@click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--runs", type=click.Path(file_okay=False, path_type=Path), required=True, help="One run directory per seed goes here.")
+@click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated seeds.")
+@click.option("--select-once", is_flag=True, help="Retrain protocol: pick the epochs on dev with the first seed only.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add the summary to.")
+@click.option("--name", help="Key of the summary in --results (e.g. frozen, finetuned).")
+def seeds(config_path: Path, runs: Path, seeds: str, select_once: bool, overrides: tuple[str, ...], results: Path | None, name: str | None) -> None:
+    """Train one configuration with several seeds; mean and sd of the strict test scores."""
+    from deeprel.training.seeds import run_seeds
+
+    if results is not None and not name:
+        raise click.UsageError("--results needs --name")
+    config = load_config(config_path).with_overrides(dict(parse_override(o) for o in overrides))
+    summary = run_seeds(config, [int(s) for s in seeds.split(",")], runs, select_once, log=lambda m: click.echo(m, err=True))
+    summary["command"] = "deeprel seeds " + " ".join(sys.argv[2:])
+    click.echo(json.dumps(summary, indent=2))
+    if results is not None:
+        existing = json.loads(results.read_text(encoding="utf-8")) if results.exists() else {}
+        existing[name] = summary
+        _write_atomic(results, json.dumps(existing, indent=2) + "\n")
+
+
+@main.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["auto", "spert", "jsonl", "bekoulis"]), default="auto")

@@ -118,6 +118,9 @@ class TrainingConfig(_Section):
     protocol: Literal["dev", "retrain"] = Field(
         "dev", description="dev: keep the best dev epoch; retrain: pick the epoch on dev, retrain on train+dev"
     )
+    retrain_epochs: int | None = Field(
+        None, ge=1, description="retrain protocol: train this many epochs on train+dev instead of selecting them on dev"
+    )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; default all cores")
 

@@ -16,31 +16,29 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal, TextIO
+from typing import Any, Literal, NotRequired, TextIO
 
-from pydantic import Strict, StrictInt, StrictStr, TypeAdapter, ValidationError
-from typing_extensions import NotRequired, TypedDict  # pydantic needs this TypedDict before Python 3.12
+from pydantic import StrictFloat, StrictInt, StrictStr, TypeAdapter, ValidationError
+from typing_extensions import TypedDict  # pydantic needs this TypedDict before Python 3.12
 
 from deeprel.data.tagging import decode
 from deeprel.data.types import DataError, Document, Entity, Relation
 
 Format = Literal["auto", "spert", "jsonl", "bekoulis"]
 
-_Score = NotRequired[Annotated[float, Strict()] | None]
-
 
 class _EntityRecord(TypedDict):
     type: StrictStr
     start: StrictInt
     end: StrictInt
-    score: _Score
+    score: NotRequired[StrictFloat | None]
 
 
 class _RelationRecord(TypedDict):
     type: StrictStr
     head: StrictInt
     tail: StrictInt
-    score: _Score
+    score: NotRequired[StrictFloat | None]
 
 
 class _DocumentRecord(TypedDict):
@@ -62,7 +60,6 @@ class DocumentError(DataError):
     def __init__(self, where: str, doc_id: str, reason: str) -> None:
         super().__init__(f"{where} (doc_id {doc_id}): {reason}")
         self.doc_id = doc_id
-        self.reason = reason
 
 
 def _describe(error: ValidationError) -> str:
@@ -102,7 +99,9 @@ def document_from_dict(d: object, where: str, *, default_id: str = "") -> Docume
     for i, r in enumerate(relations):
         for role, target in (("head", r["head"]), ("tail", r["tail"])):
             if not 0 <= target < len(entities):
-                raise DocumentError(where, doc_id, f"relation {i} ({r['type']}): {role} {target} is not one of {len(entities)} entities")
+                raise DocumentError(
+                    where, doc_id, f"relation {i} ({r['type']}): {role} {target} is not one of {len(entities)} entities"
+                )
     offsets = record.get("offsets")
     if offsets is not None and len(offsets) != len(tokens):
         raise DocumentError(where, doc_id, f"{len(offsets)} offsets for {len(tokens)} tokens")
@@ -177,6 +176,7 @@ def _iter_jsonl(path: Path) -> Iterator[Document | DocumentError]:
         index += 1
 
 
+_DOC_LINE = re.compile(r"#doc(?:\s+(\S*))?\s*")
 _TAG = re.compile(r"O|[BI]-.+")
 
 
@@ -207,8 +207,10 @@ def _bekoulis_document(path: Path, index: int, doc_id: str, rows: list[tuple[int
             raise DocumentError(where, doc_id, f"invalid BIO tag {tag!r}")
         labels, targets = _literal_list(labels_text, str), _literal_list(targets_text, int)
         if labels is None or targets is None or len(labels) != len(targets):
-            raise DocumentError(where, doc_id, "relation columns must be a list of labels and a list of as many token numbers")
-        for label, target in zip(labels, targets):
+            raise DocumentError(
+                where, doc_id, "relation columns must be a list of labels and a list of as many token numbers"
+            )
+        for label, target in zip(labels, targets, strict=True):
             if label != "N":  # 'N' marks "no relation"
                 triples.append((position, target, label))
                 triple_lines.append(lineno)
@@ -217,18 +219,19 @@ def _bekoulis_document(path: Path, index: int, doc_id: str, rows: list[tuple[int
     document = decode(tokens, tags, triples, doc_id)
     # decode() silently drops relations that do not join entity ends; in a file that is an error.
     ends = {e.last for e in document.entities}
-    for (head, tail, label), lineno in zip(triples, triple_lines):
+    for (head, tail, label), lineno in zip(triples, triple_lines, strict=True):
         if head not in ends or tail not in ends:
-            token = head if head not in ends else tail
-            raise DocumentError(f"{path}:{lineno}: document {index}", doc_id, f"relation {label!r}: token {token} ends no entity")
+            loose = head if head not in ends else tail
+            where = f"{path}:{lineno}: document {index}"
+            raise DocumentError(where, doc_id, f"relation {label!r}: token {loose} ends no entity")
     return document
 
 
 def _iter_bekoulis(path: Path) -> Iterator[Document | DocumentError]:
     blocks: list[tuple[str, list[tuple[int, str]]]] = []
     for lineno, line in enumerate(_read_text(path).split("\n"), 1):
-        if line.startswith("#doc"):
-            blocks.append((line[len("#doc") :].strip(), []))
+        if header := _DOC_LINE.fullmatch(line):
+            blocks.append((header.group(1) or "", []))
         elif not line.strip():
             continue
         elif not blocks:
@@ -244,11 +247,14 @@ class _TypesRecord(TypedDict):
     relations: dict[StrictStr, Any]
 
 
+_TYPES = TypeAdapter(_TypesRecord)
+
+
 def read_types(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     """Entity and relation type names, in file order, from a SpERT ``*_types.json``."""
     path = Path(path)
     try:
-        record = TypeAdapter(_TypesRecord).validate_json(_read_text(path))
+        record = _TYPES.validate_json(_read_text(path))
     except ValidationError as error:
         raise DataError(f"{path}: not a SpERT types file: {_describe(error)}") from None
     return list(record["entities"]), list(record["relations"])

@@ -43,12 +43,8 @@ def overlapping_pairs(entities: Sequence[Entity]) -> list[tuple[int, int]]:
     return [(i, j) for i, a in enumerate(entities) for j in range(i + 1, len(entities)) if a.overlaps(entities[j])]
 
 
-def _greedy_keep(entities: Sequence[Entity], order: Iterable[int]) -> set[int]:
-    kept: list[int] = []
-    for i in order:
-        if not any(entities[i].overlaps(entities[k]) for k in kept):
-            kept.append(i)
-    return set(kept)
+def _span(e: Entity) -> str:
+    return f"{e.type} [{e.start}, {e.end})"
 
 
 def resolve_overlaps(doc: Document, policy: OverlapPolicy) -> tuple[Document, OverlapStats]:
@@ -64,11 +60,20 @@ def resolve_overlaps(doc: Document, policy: OverlapPolicy) -> tuple[Document, Ov
         return doc, OverlapStats()
     if policy == "error":
         a, b = pairs[0]
-        raise DataError(f"document {doc.doc_id!r}: overlapping entities {entities[a]} and {entities[b]}")
-    if policy == "keep_longest":
-        keep = _greedy_keep(entities, sorted(range(len(entities)), key=lambda i: (-(entities[i].end - entities[i].start), entities[i].start, i)))
-    elif policy == "keep_first":
-        keep = _greedy_keep(entities, sorted(range(len(entities)), key=lambda i: (entities[i].start, -entities[i].end, i)))
+        raise DataError(f"document {doc.doc_id!r}: entities {_span(entities[a])} and {_span(entities[b])} overlap")
+    if policy in ("keep_longest", "keep_first"):
+
+        def preference(i: int) -> tuple[int, int]:
+            e = entities[i]
+            return (e.start - e.end, e.start) if policy == "keep_longest" else (e.start, -e.end)
+
+        # Greedy: keep each span, best first, that fits beside those kept; sorted() is stable, so
+        # full ties go to the earlier entity in the document.
+        kept: list[int] = []
+        for i in sorted(range(len(entities)), key=preference):
+            if not any(entities[i].overlaps(entities[k]) for k in kept):
+                kept.append(i)
+        keep = set(kept)
     elif policy == "drop":
         keep = set(range(len(entities))) - {i for pair in pairs for i in pair}
     else:
@@ -104,8 +109,8 @@ def bio_tags(doc: Document) -> list[str]:
     """One BIO tag per token; the entities must not overlap."""
     pairs = overlapping_pairs(doc.entities)
     if pairs:
-        a, b = (doc.entities[i] for i in pairs[0])
-        raise DataError(f"document {doc.doc_id!r}: overlapping entities {a} and {b} cannot be BIO-tagged")
+        a, b = (_span(doc.entities[i]) for i in pairs[0])
+        raise DataError(f"document {doc.doc_id!r}: entities {a} and {b} overlap, so they cannot be BIO-tagged")
     tags = ["O"] * len(doc.tokens)
     for e in doc.entities:
         tags[e.start] = f"B-{e.type}"
@@ -118,8 +123,7 @@ def spans_from_bio(tags: Sequence[str]) -> list[Entity]:
 
     Ill-formed sequences are read the CoNLL way: an ``I-X`` after ``O`` or after a tag of another
     type starts a new entity, so a model's slightly wrong output still yields usable spans. Written
-    by hand because the usual decoders (seqeval, spaCy) either reject such sequences or need their
-    own document objects.
+    by hand: it is a few lines, where seqeval would be a new dependency and spaCy wants its own Doc.
     """
     entities: list[Entity] = []
     start, kind = 0, None
@@ -152,9 +156,13 @@ def relations_from_heads(entities: Sequence[Entity], triples: Iterable[Triple]) 
     ]
 
 
+def _position(e: Entity) -> tuple[int, int, str]:
+    return e.start, e.end, e.type
+
+
 def canonical(doc: Document) -> Document:
     """The same document with entities sorted by (start, end, type) and relations by (head, tail, type)."""
-    order = sorted(range(len(doc.entities)), key=lambda i: (doc.entities[i].start, doc.entities[i].end, doc.entities[i].type))
+    order = sorted(range(len(doc.entities)), key=lambda i: _position(doc.entities[i]))
     new_index = {old: new for new, old in enumerate(order)}
     relations = sorted(
         (replace(r, head=new_index[r.head], tail=new_index[r.tail]) for r in doc.relations),
@@ -164,9 +172,10 @@ def canonical(doc: Document) -> Document:
 
 
 def encode(doc: Document) -> tuple[tuple[str, ...], list[str], list[Triple], str]:
-    """``(tokens, BIO tags, multi-head triples, doc_id)``; ``decode(*encode(doc))`` restores the document.
+    """``(tokens, BIO tags, multi-head triples, doc_id)``, the model's targets for a document.
 
-    ``text`` and ``offsets`` are not part of the encoding.
+    ``decode(*encode(doc)) == canonical(doc)`` for every representable document (see the module
+    docstring); ``text``, ``offsets`` and scores are not part of the encoding.
     """
     return doc.tokens, bio_tags(doc), relation_targets(doc), doc.doc_id
 

@@ -114,9 +114,8 @@ class ValidationReport:
         for f in self.files:
             lines.append(f"{f.path} ({f.format or 'unknown format'}){': FAILED' if f.failed else ''}")
             if not f.failed:
-                lines.append(
-                    f"  {f.documents:,} documents, {f.tokens:,} tokens, {f.entities:,} entities, {f.relations:,} relations"
-                )
+                counts = f"{f.documents:,} documents, {f.tokens:,} tokens, {f.entities:,} entities"
+                lines.append(f"  {counts}, {f.relations:,} relations")
                 lines.append(f"  entity labels: {_inventory(f.entity_labels)}")
                 lines.append(f"  relation labels: {_inventory(f.relation_labels)}")
             by_kind: dict[ProblemKind, list[Problem]] = {}
@@ -129,7 +128,8 @@ class ValidationReport:
                 if len(shown) < len(problems):
                     lines.append(f"    ... and {len(problems) - len(shown):,} more")
         verdict = "OK" if self.ok else "NOT OK"
-        lines.append(f"{verdict}: {len(self.files)} file(s), {self.count('error'):,} error(s), {self.count('warning'):,} warning(s)")
+        errors, warnings = self.count("error"), self.count("warning")
+        lines.append(f"{verdict}: {len(self.files)} file(s), {errors:,} error(s), {warnings:,} warning(s)")
         return "\n".join(lines)
 
 
@@ -156,7 +156,7 @@ def _document_problems(
         if (a.start, a.end) == (b.start, b.end):
             yield "duplicate_span", f"entities {_describe(doc, i, a)} and {_describe(doc, j, b)} cover the same span"
         else:
-            nested = a.start <= b.start and b.end <= a.end or b.start <= a.start and a.end <= b.end
+            nested = (a.start <= b.start and b.end <= a.end) or (b.start <= a.start and a.end <= b.end)
             verb = "are nested" if nested else "overlap"
             yield "overlapping_entities", f"entities {_describe(doc, i, a)} and {_describe(doc, j, b)} {verb}"
     for (head, tail, kind), n in Counter((r.head, r.tail, r.type) for r in doc.relations).items():
@@ -164,7 +164,10 @@ def _document_problems(
             yield "duplicate_relation", f"relation {kind} {head} -> {tail} appears {n} times"
     for i, r in enumerate(doc.relations):
         if r.head == r.tail:
-            yield "self_relation", f"relation {i} ({r.type}) links entity {_describe(doc, r.head, entities[r.head])} to itself"
+            yield (
+                "self_relation",
+                f"relation {i} ({r.type}) links entity {_describe(doc, r.head, entities[r.head])} to itself",
+            )
     if entity_types is not None:
         for i, e in enumerate(entities):
             if e.type not in entity_types:
@@ -172,7 +175,7 @@ def _document_problems(
     if relation_types is not None:
         for i, r in enumerate(doc.relations):
             if r.type not in relation_types:
-                yield "unknown_relation_type", f"relation {i} has type {r.type!r}, missing from the types file"
+                yield "unknown_relation_type", f"relation {i} ({r.type}) has a type missing from the types file"
 
 
 def validate_file(

@@ -79,7 +79,9 @@ class ContextualEncoder(nn.Module):
     def __init__(self, config: ContextualConfig, path: Path) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # a bar per model load drowns our own output
         self.config = config
         self.path = path
         try:
@@ -149,12 +151,12 @@ class ContextualEncoder(nn.Module):
         outputs = []
         window_index = 0
         for (ids, word_ids), doc_windows, tokens in zip(pieces, windows, documents, strict=True):
-            piece_vectors = hidden.new_zeros(hidden.shape[0], len(ids), hidden.shape[-1])
-            for piece in range(len(ids)):
-                k = best_window(piece, doc_windows)
-                piece_vectors[:, piece] = hidden[:, window_index + k, 1 + piece - doc_windows[k][0]]
+            # One gather per document: each piece from its best window, +1 skips [CLS].
+            chosen = [best_window(piece, doc_windows) for piece in range(len(ids))]
+            rows = torch.tensor([window_index + k for k in chosen], dtype=torch.long, device=device)
+            columns = torch.tensor([1 + p - doc_windows[k][0] for p, k in enumerate(chosen)], dtype=torch.long, device=device)
             window_index += len(doc_windows)
-            outputs.append(self._pool(piece_vectors, word_ids, len(tokens)))
+            outputs.append(self._pool(hidden[:, rows, columns], word_ids, len(tokens)))
         return outputs
 
     def _run(self, windows: list[list[int]], device: torch.device) -> torch.Tensor:
@@ -230,7 +232,7 @@ class FeatureCache:
                 computed = self.encoder([documents[i] for i in batch])
             for i, features in zip(batch, computed, strict=True):
                 self._store(self._file(documents[i]), features)
-                results[i] = features.float().cpu()
+                results[i] = features.half().float().cpu()  # exactly what a later read returns
         return results  # type: ignore[return-value]
 
     @staticmethod

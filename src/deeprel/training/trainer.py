@@ -141,9 +141,13 @@ class Trainer:
         training = self.config.training
         dev = datasets.get("dev")
         if training.protocol == "retrain":
-            selection = self._fit("select", datasets.get("train"), dev, training.max_epochs, parts, resume)
-            epochs = selection["best_epoch"]
-            self.log(f"retraining on train+dev for the {epochs} epochs chosen on dev")
+            if training.retrain_epochs is None:
+                selection = self._fit("select", datasets.get("train"), dev, training.max_epochs, parts, resume)
+                epochs = selection["best_epoch"]
+                self.log(f"retraining on train+dev for the {epochs} epochs chosen on dev")
+            else:
+                selection, epochs = None, training.retrain_epochs
+                self.log(f"retraining on train+dev for {epochs} epochs (training.retrain_epochs)")
             final = self._fit("final", datasets.get("train_dev"), None, epochs, parts, resume)
             final["selection"] = selection
         else:
@@ -165,8 +169,7 @@ class Trainer:
         if config_path.exists():
             if not resume:
                 raise FileExistsError(f"{self.output} holds a run already: pass --resume to continue it, or choose a new directory")
-            saved = load_config(config_path)
-            if saved != self.config:
+            if _result_settings(load_config(config_path)) != _result_settings(self.config):
                 raise ValueError(f"{config_path}: the configuration differs from the one the run was started with")
         self.output.mkdir(parents=True, exist_ok=True)
         _write_json_atomic(config_path, self.config.to_dict())
@@ -322,6 +325,13 @@ class Trainer:
         rows_all = [r for r in previous if r["phase"] != phase] + rows
         _write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows_all))
         plot_learning_curve(rows_all, self.output / "learning_curve.png")
+
+
+def _result_settings(config: Config) -> dict[str, Any]:
+    """What a resumed run must share with its start: everything but where and on how many threads it runs."""
+    tree = config.to_dict()
+    del tree["training"]["device"], tree["training"]["num_threads"]
+    return tree
 
 
 def _write_text_atomic(path: Path, text: str) -> None:

@@ -1,0 +1,70 @@
+"""One configuration trained with several seeds: mean and standard deviation of the test scores.
+
+With ``select_once`` the first seed picks the number of epochs on dev (protocol "retrain") and the
+other seeds retrain on train+dev for that many epochs, skipping their own selection phase: the
+literature's "choose the epochs on dev, retrain on train+dev" done once per configuration, at about
+half the cost of selecting per seed.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from deeprel.config import Config
+from deeprel.training.trainer import train
+
+SCORES = [
+    (task, average, value) for task in ("ner", "re") for average in ("micro", "macro") for value in ("precision", "recall", "f1")
+]
+SHORT = {"precision": "p", "recall": "r", "f1": "f1"}
+
+
+def run_seeds(
+    config: Config,
+    seeds: Sequence[int],
+    runs: Path,
+    select_once: bool = False,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train (or resume, or reuse) one run per seed under ``runs/seed-N`` and summarise their test scores."""
+    per_seed = []
+    epochs = None
+    for index, seed in enumerate(seeds):
+        changes: dict[str, Any] = {"training.seed": seed}
+        if select_once and index > 0 and config.training.protocol == "retrain":
+            changes["training.retrain_epochs"] = epochs
+        run = runs / f"seed-{seed}"
+        metrics_path = run / "metrics.json"
+        if metrics_path.exists():
+            log(f"seed {seed}: finished already ({metrics_path})")
+            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        else:
+            log(f"seed {seed}: training into {run}")
+            metrics = train(config.with_overrides(changes), run, resume=run.exists(), progress=progress, log=log)
+        if index == 0 and config.training.protocol == "retrain":
+            selection = metrics["training"].get("selection")
+            epochs = selection["best_epoch"] if selection else metrics["training"]["epochs_run"]
+        per_seed.append((seed, metrics))
+    return summarise(per_seed)
+
+
+def summarise(per_seed: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """Mean and sample standard deviation over seeds of strict test P/R/F1 (percentages)."""
+    summary: dict[str, Any] = {"seeds": [seed for seed, _ in per_seed]}
+    for task, average, value in SCORES:
+        values = [m["test"]["strict"][task][average][value] for _, m in per_seed]
+        key = f"{task}_{average}_{SHORT[value]}"
+        summary[f"{key}_mean"] = round(statistics.mean(values), 2)
+        summary[f"{key}_sd"] = round(statistics.stdev(values), 2) if len(values) > 1 else 0.0
+        summary[f"{key}_runs"] = [round(v, 2) for v in values]
+    training = [m["training"] for _, m in per_seed]
+    summary["trainable_parameters"] = training[0]["trainable_parameters"]
+    seconds = [t["train_seconds"] + ((t.get("selection") or {}).get("train_seconds") or 0) for t in training]
+    summary["train_minutes_per_run"] = round(statistics.mean(seconds) / 60, 1)
+    summary["epochs"] = [t["epochs_run"] for t in training]
+    return summary

@@ -1,0 +1,73 @@
+"""The command line: a thin layer, tested for what a user sees."""
+
+import json
+
+from click.testing import CliRunner
+
+from deeprel.cli import main
+
+
+def test_predict_on_raw_text_gives_character_offsets(trained_run) -> None:
+    text = "Jim Smith works for IBM in Armonk , New York.\n\nHe was born in Ohio."
+    result = CliRunner().invoke(main, ["predict", str(trained_run / "model"), "--text", text, "--threshold", "0.1"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 2  # two sentences
+    assert records[0]["tokens"][:2] == ["Jim", "Smith"]
+    for record in records:
+        for entity in record["entities"]:
+            assert text[entity["char_start"] : entity["char_end"]] == entity["text"]
+            assert 0 <= entity["score"] <= 1
+        for relation in record["relations"]:
+            assert 0 <= relation["head"] < len(record["entities"]) and 0 <= relation["tail"] < len(record["entities"])
+
+
+def test_predict_on_pretokenised_jsonl(trained_run, tmp_path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"tokens": ["Bill", "Clinton", "visited", "Moscow", "."]}) + "\n")
+    output = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(main, ["predict", str(trained_run / "model"), str(source), "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in output.read_text().splitlines()]
+    assert record["tokens"] == ["Bill", "Clinton", "visited", "Moscow", "."]
+
+
+def test_evaluate_prints_a_table_and_writes_json(trained_run, data_dir, tmp_path) -> None:
+    gold = tmp_path / "gold.json"
+    gold.write_text(json.dumps(json.loads((data_dir / "datasets/conll04/conll04_dev.json").read_text())[:20]))
+    scores = tmp_path / "scores.json"
+    result = CliRunner().invoke(main, ["evaluate", str(trained_run / "model"), str(gold), "--output", str(scores)])
+    assert result.exit_code == 0, result.output
+    assert "micro (pooled counts)" in result.output and "macro (mean over types)" in result.output
+    written = json.loads(scores.read_text())
+    assert set(written) == {"strict", "boundaries"}
+    assert 0 <= written["strict"]["ner"]["micro"]["f1"] <= 100
+
+
+def test_errors_are_one_line_and_exit_2(trained_run, tmp_path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["evaluate", str(tmp_path / "nope"), str(trained_run / "config.json")])
+    assert result.exit_code == 2 and "no such model directory" in result.output
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"tokens": ["a"], "entities": [{"type": "X", "start": 0, "end": 5}], "relations": []}]')
+    result = runner.invoke(main, ["evaluate", str(trained_run / "model"), str(bad)])
+    assert result.exit_code == 2 and "bad.json" in result.output and "error:" in result.output
+    config = tmp_path / "c.toml"
+    config.write_text("[model]\nhiden_size = 3\n")
+    result = runner.invoke(main, ["train", str(config), "--output", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "model.hiden_size" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_validate_exit_codes(data_dir, tmp_path) -> None:
+    runner = CliRunner()
+    good = runner.invoke(main, ["validate", str(data_dir / "datasets/conll04/conll04_dev.json"), "--types", str(data_dir / "datasets/conll04/conll04_types.json")])
+    assert good.exit_code == 0, good.output
+    assert "231" in good.output  # the dev set's sentence count
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"tokens": [], "entities": [], "relations": []}, {"tokens": ["a"], "entities": [{"type": "Alien", "start": 0, "end": 1}], "relations": []}]')
+    report = tmp_path / "report.json"
+    result = runner.invoke(main, ["validate", str(bad), "--types", str(data_dir / "datasets/conll04/conll04_types.json"), "--json", str(report)])
+    assert result.exit_code == 1
+    kinds = {p["kind"] for f in json.loads(report.read_text())["files"] for p in f["problems"]}
+    assert {"empty_sentence", "unknown_entity_type"} <= kinds

@@ -1,0 +1,71 @@
+import pytest
+
+from deeprel.config import Config, ConfigError, load_config, parse_override
+
+
+def test_shipped_configs_load_with_the_papers_defaults() -> None:
+    config = load_config("configs/conll04.toml")
+    model = config.model
+    assert (model.cell, model.hidden_size, model.shared_depth, model.ner_depth, model.re_depth) == ("gru", 256, 1, 1, 2)
+    assert (model.rnn_dropout, model.re_dropout, model.label_embedding_size, model.threshold) == (0.35, 0.5, 25, 0.9)
+    assert config.training.lambda_re == 5.0
+    assert config.embeddings.chars.hidden_size == 32
+    assert load_config("configs/conll04_finetuned.toml").embeddings.contextual.mode == "finetuned"
+    assert load_config("configs/tiny.toml").data.max_train_documents == 300
+
+
+def test_unknown_key_is_named(tmp_path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[model]\nshared_dept = 2\n")
+    with pytest.raises(ConfigError, match=r"bad.toml.*model\.shared_dept"):
+        load_config(path)
+
+
+def test_bad_value_is_named(tmp_path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[model]\ncell = "transformer"\n[training]\nlearning_rate = -1\n')
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "model.cell" in str(error.value) and "training.learning_rate" in str(error.value)
+
+
+def test_invalid_toml_names_the_file(tmp_path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("[model\n")
+    with pytest.raises(ConfigError, match="broken.toml: not valid TOML"):
+        load_config(path)
+
+
+def test_missing_file(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_every_input_part_off_is_refused() -> None:
+    tree = {"embeddings": {"contextual": {"enabled": False}, "static": {"enabled": False}, "chars": {"enabled": False}, "casing": False}}
+    with pytest.raises(ValueError, match="at least one input representation"):
+        Config.model_validate(tree)
+
+
+def test_retrain_protocol_needs_train_dev() -> None:
+    with pytest.raises(ConfigError, match="train_dev"):
+        Config().with_overrides({"training.protocol": "retrain"})
+
+
+def test_unknown_early_stopping_metric() -> None:
+    with pytest.raises(ConfigError, match="early_stopping_metric"):
+        Config().with_overrides({"training.early_stopping_metric": "accuracy"})
+
+
+def test_overrides() -> None:
+    config = Config().with_overrides(dict([parse_override("model.shared_depth=3"), parse_override("model.cell=lstm")]))
+    assert config.model.shared_depth == 3 and config.model.cell == "lstm"
+    with pytest.raises(ConfigError, match="unknown configuration key 'model.depth'"):
+        Config().with_overrides({"model.depth": 1})
+    with pytest.raises(ConfigError, match="not of the form"):
+        parse_override("model.depth")
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(Exception):
+        Config().model.hidden_size = 3  # type: ignore[misc]
