@@ -3,7 +3,13 @@ import json
 import pytest
 import torch
 
-from deeprel.embeddings.chars import PAD_ID, UNK_ID, CharBiRNN, CharVocabulary, pad_char_ids
+from deeprel.embeddings.chars import (
+    PAD_ID,
+    UNK_ID,
+    CharBiRNN,
+    CharVocabulary,
+    pad_char_ids,
+)
 
 
 def test_vocabulary_ids_and_round_trip() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from deeprel.atomic import write_text_atomically
 from deeprel.config import ConfigError, load_config, parse_override
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from local folders only, never a hub
@@ -81,7 +82,7 @@ def seeds(config_path: Path, runs: Path, seeds: str, select_once: bool, override
     if results is not None:
         existing = json.loads(results.read_text(encoding="utf-8")) if results.exists() else {}
         existing[name] = summary
-        _write_atomic(results, json.dumps(existing, indent=2) + "\n")
+        write_text_atomically(results, json.dumps(existing, indent=2) + "\n")
 
 
 @main.command()
@@ -106,7 +107,7 @@ def evaluate(model_dir: Path, data: Path, fmt: str, output: Path | None, predict
     result = score(gold, predicted, labels.entity_types, labels.relation_types)
     click.echo(result.format_table())
     if output:
-        _write_atomic(output, json.dumps(result.to_dict(), indent=2) + "\n")
+        write_text_atomically(output, json.dumps(result.to_dict(), indent=2) + "\n")
     if predictions:
         write_jsonl(predicted, predictions)
 
@@ -129,7 +130,11 @@ def predict(
     model_dir: Path, source: Path | None, text: str | None, input_format: str, output: Path | None, threshold: float | None, batch_size: int
 ) -> None:
     """Extract entities and relations from raw text or pre-tokenised JSON/JSONL; writes JSONL."""
-    from deeprel.inference.predictor import predict_documents, prediction_record, read_prediction_input
+    from deeprel.inference.predictor import (
+        predict_documents,
+        prediction_record,
+        read_prediction_input,
+    )
     from deeprel.model.files import load_model
     from deeprel.training.seeding import pick_device
 
@@ -140,7 +145,7 @@ def predict(
     predicted = predict_documents(loaded.model, loaded.featurizer, documents, batch_size=batch_size, threshold=threshold)
     lines = "".join(json.dumps(prediction_record(d), ensure_ascii=False) + "\n" for d in predicted)
     if output:
-        _write_atomic(output, lines)
+        write_text_atomically(output, lines)
     else:
         click.echo(lines, nl=False)
 
@@ -158,15 +163,8 @@ def validate(files: tuple[Path, ...], types_path: Path | None, fmt: str, json_pa
     report = validate_files(list(files), types_path=types_path, fmt=fmt)
     click.echo(report.format(verbose=verbose))
     if json_path:
-        _write_atomic(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
+        write_text_atomically(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
     sys.exit(0 if report.ok else 1)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,16 @@ import ast
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TextIO
 
 from pydantic import StrictFloat, StrictInt, StrictStr, TypeAdapter, ValidationError
-from typing_extensions import TypedDict  # pydantic needs this TypedDict before Python 3.12
+from typing_extensions import (
+    TypedDict,  # pydantic needs this TypedDict before Python 3.12
+)
 
+from deeprel.atomic import write_atomically
 from deeprel.data.tagging import decode
 from deeprel.data.types import DataError, Document, Entity, Relation
 
@@ -317,23 +319,6 @@ def read_bekoulis(path: str | os.PathLike[str]) -> list[Document]:
     return read_documents(path, "bekoulis")
 
 
-def _write_atomically(path: str | os.PathLike[str], write: Callable[[TextIO], None]) -> None:
-    """Write to a temporary file beside ``path`` and rename it over ``path``, so readers never see
-    half a file and a failed write leaves the old one intact. (The stdlib has no such helper.)"""
-    path = Path(path)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; the data file should not be
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def _dumps(doc: Document) -> str:
     # allow_nan=False: NaN scores would make a file that strict JSON parsers reject.
     return json.dumps(document_to_dict(doc), ensure_ascii=False, allow_nan=False)
@@ -345,7 +330,7 @@ def write_json(docs: Iterable[Document], path: str | os.PathLike[str]) -> None:
     def write(f: TextIO) -> None:
         f.write("[" + ",\n".join(_dumps(doc) for doc in docs) + "]\n")
 
-    _write_atomically(path, write)
+    write_atomically(path, write)
 
 
 def write_jsonl(docs: Iterable[Document], path: str | os.PathLike[str]) -> None:
@@ -355,4 +340,4 @@ def write_jsonl(docs: Iterable[Document], path: str | os.PathLike[str]) -> None:
         for doc in docs:
             f.write(_dumps(doc) + "\n")
 
-    _write_atomically(path, write)
+    write_atomically(path, write)

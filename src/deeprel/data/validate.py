@@ -14,7 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from deeprel.data.readers import DocumentError, Format, detect_format, iter_documents, read_types
+from deeprel.data.readers import (
+    DocumentError,
+    Format,
+    detect_format,
+    iter_documents,
+    read_types,
+)
 from deeprel.data.tagging import overlapping_pairs
 from deeprel.data.types import DataError, Document, Entity
 

@@ -26,7 +26,11 @@ from safetensors.torch import load_file, save_file
 
 from deeprel.config import Config, ConfigError, parse_config
 from deeprel.embeddings.chars import CharVocabulary
-from deeprel.embeddings.contextual import ContextualEncoder, EncoderError, resolve_encoder_path
+from deeprel.embeddings.contextual import (
+    ContextualEncoder,
+    EncoderError,
+    resolve_encoder_path,
+)
 from deeprel.embeddings.static import StaticEmbedding, WordVocabulary
 from deeprel.model.inputs import Featurizer, Labels
 from deeprel.model.joint import JointModel

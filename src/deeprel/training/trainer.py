@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from deeprel import __version__
+from deeprel.atomic import write_text_atomically
 from deeprel.config import Config, load_config, resolve_data_path
 from deeprel.data.readers import read_documents
 from deeprel.data.tagging import OverlapStats, resolve_all
@@ -34,7 +35,12 @@ from deeprel.embeddings.contextual import FeatureCache, default_cache_dir
 from deeprel.embeddings.static import candidate_keys, load_vectors
 from deeprel.evaluation.metrics import EvaluationResult, evaluate
 from deeprel.inference.predictor import predict_documents
-from deeprel.model.files import ENCODER_PREFIX, build_model, save_model, static_embedding
+from deeprel.model.files import (
+    ENCODER_PREFIX,
+    build_model,
+    save_model,
+    static_embedding,
+)
 from deeprel.model.inputs import Featurizer, Labels
 from deeprel.model.joint import JointModel
 from deeprel.training.checkpoint import load_checkpoint, save_checkpoint
@@ -323,7 +329,7 @@ class Trainer:
         if path.exists():
             previous = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         rows_all = [r for r in previous if r["phase"] != phase] + rows
-        _write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows_all))
+        write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in rows_all))
         plot_learning_curve(rows_all, self.output / "learning_curve.png")
 
 
@@ -334,14 +340,8 @@ def _result_settings(config: Config) -> dict[str, Any]:
     return tree
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
-
-
 def _write_json_atomic(path: Path, data: Any) -> None:
-    _write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+    write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 def train(config: Config, output: str | Path, resume: bool = False, progress: bool = True, log: Log = print) -> dict[str, Any]:

@@ -1,0 +1,31 @@
+"""Writing files so that a reader never sees half of one (the standard library has no such helper)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+
+def write_atomically(path: str | os.PathLike[str], write: Callable[[TextIO], None]) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``; a failed write leaves
+    the old file intact and no temporary file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; the data file should not be
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
+    write_atomically(path, lambda f: f.write(text))
