@@ -23,6 +23,7 @@ demo: setup
 	$(BIN)/deeprel predict runs/demo/model --text "John Smith, a lawyer at Acme Corp., lives in Boston. He was born in Paris."
 
 test: setup
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest
 
 benchmark: setup

@@ -61,13 +61,26 @@ def test_errors_are_one_line_and_exit_2(trained_run, tmp_path) -> None:
 
 def test_validate_exit_codes(data_dir, tmp_path) -> None:
     runner = CliRunner()
-    good = runner.invoke(main, ["validate", str(data_dir / "datasets/conll04/conll04_dev.json"), "--types", str(data_dir / "datasets/conll04/conll04_types.json")])
+    good = runner.invoke(
+        main,
+        [
+            "validate",
+            str(data_dir / "datasets/conll04/conll04_dev.json"),
+            "--types",
+            str(data_dir / "datasets/conll04/conll04_types.json"),
+        ],
+    )
     assert good.exit_code == 0, good.output
     assert "231" in good.output  # the dev set's sentence count
     bad = tmp_path / "bad.json"
-    bad.write_text('[{"tokens": [], "entities": [], "relations": []}, {"tokens": ["a"], "entities": [{"type": "Alien", "start": 0, "end": 1}], "relations": []}]')
+    empty = {"tokens": [], "entities": [], "relations": []}
+    alien = {"tokens": ["a"], "entities": [{"type": "Alien", "start": 0, "end": 1}], "relations": []}
+    bad.write_text(json.dumps([empty, alien]))
     report = tmp_path / "report.json"
-    result = runner.invoke(main, ["validate", str(bad), "--types", str(data_dir / "datasets/conll04/conll04_types.json"), "--json", str(report)])
+    result = runner.invoke(
+        main,
+        ["validate", str(bad), "--types", str(data_dir / "datasets/conll04/conll04_types.json"), "--json", str(report)],
+    )
     assert result.exit_code == 1
     kinds = {p["kind"] for f in json.loads(report.read_text())["files"] for p in f["problems"]}
     assert {"empty_sentence", "unknown_entity_type"} <= kinds

@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from deeprel.config import Config, ConfigError, load_config, parse_override
 
@@ -42,7 +43,14 @@ def test_missing_file(tmp_path) -> None:
 
 
 def test_every_input_part_off_is_refused() -> None:
-    tree = {"embeddings": {"contextual": {"enabled": False}, "static": {"enabled": False}, "chars": {"enabled": False}, "casing": False}}
+    tree = {
+        "embeddings": {
+            "contextual": {"enabled": False},
+            "static": {"enabled": False},
+            "chars": {"enabled": False},
+            "casing": False,
+        }
+    }
     with pytest.raises(ValueError, match="at least one input representation"):
         Config.model_validate(tree)
 
@@ -67,5 +75,5 @@ def test_overrides() -> None:
 
 
 def test_config_is_frozen() -> None:
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         Config().model.hidden_size = 3  # type: ignore[misc]

@@ -63,7 +63,9 @@ def test_frozen_encoder_has_no_trainable_weights_and_finetuned_top_k(encoder_pat
     frozen = ContextualEncoder(ContextualConfig(mode="frozen"), encoder_path)
     assert not any(p.requires_grad for p in frozen.encoder.parameters())
     top = ContextualEncoder(ContextualConfig(mode="finetuned", finetune_top_k=2), encoder_path)
-    trainable = {n.split(".")[2] for n, p in top.encoder.named_parameters() if p.requires_grad and n.startswith("encoder.layer")}
+    trainable = {
+        n.split(".")[2] for n, p in top.encoder.named_parameters() if p.requires_grad and n.startswith("encoder.layer")
+    }
     assert trainable == {"4", "5"}
     assert not top.encoder.embeddings.word_embeddings.weight.requires_grad
 

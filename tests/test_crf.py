@@ -30,11 +30,7 @@ def allowed_paths(crf: LinearChainCRF, length: int) -> list[tuple[int, ...]]:
     if not crf.constrained:
         return list(paths)
     start, moves = crf.allowed_start, crf.allowed_transitions
-    return [
-        p
-        for p in paths
-        if start[p[0]] and all(moves[a, b] for a, b in zip(p, p[1:], strict=False))
-    ]
+    return [p for p in paths if start[p[0]] and all(moves[a, b] for a, b in zip(p, p[1:], strict=False))]
 
 
 def path_score(crf: LinearChainCRF, emissions: torch.Tensor, path: tuple[int, ...]) -> torch.Tensor:
@@ -52,9 +48,7 @@ CASES = [(k, lengths) for k in (3, 4) for lengths in ([1], [4], [2, 4, 1, 3], [3
 
 @pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize(("num_tags", "lengths"), CASES)
-def test_log_partition_and_viterbi_match_brute_force(
-    num_tags: int, lengths: list[int], constrained: bool
-) -> None:
+def test_log_partition_and_viterbi_match_brute_force(num_tags: int, lengths: list[int], constrained: bool) -> None:
     crf = random_crf(num_tags, constrained, seed=num_tags * 10 + len(lengths))
     emissions, mask = random_batch(num_tags, lengths)
     log_z = crf.log_partition(emissions, mask)

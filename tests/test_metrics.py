@@ -141,9 +141,7 @@ def test_relation_pointing_at_missing_entity_raises() -> None:
 def test_fixed_types_list_order_and_macro_skips_unseen_types() -> None:
     gold = doc((PER, ORG), (WORKS_FOR,))
     predicted = doc((PER,))
-    result = evaluate(
-        [gold], [predicted], entity_types=["PER", "ORG", "MISC"], relation_types=["works_for"]
-    )
+    result = evaluate([gold], [predicted], entity_types=["PER", "ORG", "MISC"], relation_types=["works_for"])
     ner = result.strict.ner
     assert list(ner.per_type) == ["PER", "ORG", "MISC"]
     assert ner.per_type["MISC"] == PRF(0, 0, 0, support=0, predicted=0, correct=0)
@@ -167,9 +165,7 @@ def test_to_dict_flat_and_table() -> None:
     assert list(as_dict) == ["strict", "boundaries"]
     assert list(as_dict["strict"]) == ["ner", "re"]
     assert list(as_dict["strict"]["ner"]) == ["micro", "macro", "per_type"]
-    assert list(as_dict["strict"]["ner"]["micro"]) == [
-        "precision", "recall", "f1", "support", "predicted", "correct"
-    ]
+    assert list(as_dict["strict"]["ner"]["micro"]) == ["precision", "recall", "f1", "support", "predicted", "correct"]
 
     flat = result.flat()
     assert flat["ner_micro_f1"] == pytest.approx(200 / 3)

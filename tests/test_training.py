@@ -26,9 +26,16 @@ def test_a_trained_model_beats_an_untrained_one_on_its_training_data(tiny_config
     static, chars = model_parts(tiny_config, datasets, labels, log=lambda _: None)
     set_seed(tiny_config.training.seed)
     untrained, featurizer = build_model(tiny_config, labels, chars, static_embedding(tiny_config, *static))
-    before = evaluate(documents, predict_documents(untrained, featurizer, documents), labels.entity_types, labels.relation_types)
+    before = evaluate(
+        documents, predict_documents(untrained, featurizer, documents), labels.entity_types, labels.relation_types
+    )
     loaded = load_model(trained_run / "model")
-    after = evaluate(documents, predict_documents(loaded.model, loaded.featurizer, documents), labels.entity_types, labels.relation_types)
+    after = evaluate(
+        documents,
+        predict_documents(loaded.model, loaded.featurizer, documents),
+        labels.entity_types,
+        labels.relation_types,
+    )
     assert after.strict.ner.micro.f1 > before.strict.ner.micro.f1 + 40
     assert after.strict.re.micro.f1 > before.strict.re.micro.f1 + 10
 
@@ -50,7 +57,9 @@ def _weights(run):
 
 
 def test_same_seed_same_weights_and_resume_continues_exactly(tiny_config, tmp_path) -> None:
-    config = tiny_config.with_overrides({"training.max_epochs": 3, "training.patience": 3, "data.max_train_documents": 24})
+    config = tiny_config.with_overrides(
+        {"training.max_epochs": 3, "training.patience": 3, "data.max_train_documents": 24}
+    )
     train(config, tmp_path / "a", progress=False, log=lambda _: None)
     train(config, tmp_path / "b", progress=False, log=lambda _: None)
 
@@ -76,7 +85,13 @@ def test_resume_refuses_a_changed_configuration(tiny_config, tmp_path) -> None:
     config = tiny_config.with_overrides({"training.max_epochs": 1, "data.max_train_documents": 8})
     train(config, tmp_path / "run", progress=False, log=lambda _: None)
     with pytest.raises(ValueError, match="differs"):
-        train(config.with_overrides({"model.hidden_size": 8}), tmp_path / "run", resume=True, progress=False, log=lambda _: None)
+        train(
+            config.with_overrides({"model.hidden_size": 8}),
+            tmp_path / "run",
+            resume=True,
+            progress=False,
+            log=lambda _: None,
+        )
 
 
 def test_retrain_protocol_selects_on_dev_then_trains_on_train_dev(tiny_config, tmp_path) -> None:

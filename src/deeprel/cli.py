@@ -26,7 +26,15 @@ class DeeprelGroup(click.Group):
 
         try:
             return super().invoke(ctx)
-        except (ConfigError, DataError, ModelLoadError, EncoderError, FileExistsError, FileNotFoundError, ValueError) as error:
+        except (
+            ConfigError,
+            DataError,
+            ModelLoadError,
+            EncoderError,
+            FileExistsError,
+            FileNotFoundError,
+            ValueError,
+        ) as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(2)
 
@@ -40,11 +48,15 @@ def main() -> None:
 @main.command()
 @click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. model.shared_depth=2.")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. model.shared_depth=2."
+)
 @click.option("--seed", type=int, help="Shortcut for --set training.seed=N.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the same directory.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(config_path: Path, output: Path, overrides: tuple[str, ...], seed: int | None, resume: bool, quiet: bool) -> None:
+def train(
+    config_path: Path, output: Path, overrides: tuple[str, ...], seed: int | None, resume: bool, quiet: bool
+) -> None:
     """Train a model from a config file into a run directory (model/, log.jsonl, metrics.json)."""
     from deeprel.training.trainer import train as run_training
 
@@ -63,20 +75,35 @@ def train(config_path: Path, output: Path, overrides: tuple[str, ...], seed: int
 
 @main.command()
 @click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--runs", type=click.Path(file_okay=False, path_type=Path), required=True, help="One run directory per seed goes here.")
+@click.option(
+    "--runs",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="One run directory per seed goes here.",
+)
 @click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated seeds.")
 @click.option("--select-once", is_flag=True, help="Retrain protocol: pick the epochs on dev with the first seed only.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
 @click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add the summary to.")
 @click.option("--name", help="Key of the summary in --results (e.g. frozen, finetuned).")
-def seeds(config_path: Path, runs: Path, seeds: str, select_once: bool, overrides: tuple[str, ...], results: Path | None, name: str | None) -> None:
+def seeds(
+    config_path: Path,
+    runs: Path,
+    seeds: str,
+    select_once: bool,
+    overrides: tuple[str, ...],
+    results: Path | None,
+    name: str | None,
+) -> None:
     """Train one configuration with several seeds; mean and sd of the strict test scores."""
     from deeprel.training.seeds import run_seeds
 
     if results is not None and not name:
         raise click.UsageError("--results needs --name")
     config = load_config(config_path).with_overrides(dict(parse_override(o) for o in overrides))
-    summary = run_seeds(config, [int(s) for s in seeds.split(",")], runs, select_once, log=lambda m: click.echo(m, err=True))
+    summary = run_seeds(
+        config, [int(s) for s in seeds.split(",")], runs, select_once, log=lambda m: click.echo(m, err=True)
+    )
     summary["command"] = "deeprel seeds " + " ".join(sys.argv[2:])
     click.echo(json.dumps(summary, indent=2))
     if results is not None:
@@ -90,9 +117,20 @@ def seeds(config_path: Path, runs: Path, seeds: str, select_once: bool, override
 @click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["auto", "spert", "jsonl", "bekoulis"]), default="auto")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the scores as JSON here.")
-@click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path), help="Write the predictions as JSONL here.")
+@click.option(
+    "--predictions", type=click.Path(dir_okay=False, path_type=Path), help="Write the predictions as JSONL here."
+)
+@click.option("--threshold", type=float, help="Relation threshold (default: the model's).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-def evaluate(model_dir: Path, data: Path, fmt: str, output: Path | None, predictions: Path | None, batch_size: int) -> None:
+def evaluate(
+    model_dir: Path,
+    data: Path,
+    fmt: str,
+    output: Path | None,
+    predictions: Path | None,
+    threshold: float | None,
+    batch_size: int,
+) -> None:
     """Score a model on annotated data: strict and boundaries, micro and macro, per type."""
     from deeprel.data.readers import read_documents, write_jsonl
     from deeprel.evaluation.metrics import evaluate as score
@@ -102,7 +140,9 @@ def evaluate(model_dir: Path, data: Path, fmt: str, output: Path | None, predict
 
     loaded = load_model(model_dir, device=pick_device("auto"))
     gold = read_documents(data, fmt=fmt)
-    predicted = predict_documents(loaded.model, loaded.featurizer, gold, batch_size=batch_size, progress=True)
+    predicted = predict_documents(
+        loaded.model, loaded.featurizer, gold, batch_size=batch_size, threshold=threshold, progress=True
+    )
     labels = loaded.model.labels
     result = score(gold, predicted, labels.entity_types, labels.relation_types)
     click.echo(result.format_table())
@@ -127,7 +167,13 @@ def evaluate(model_dir: Path, data: Path, fmt: str, output: Path | None, predict
 @click.option("--threshold", type=float, help="Relation threshold (default: the model's).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 def predict(
-    model_dir: Path, source: Path | None, text: str | None, input_format: str, output: Path | None, threshold: float | None, batch_size: int
+    model_dir: Path,
+    source: Path | None,
+    text: str | None,
+    input_format: str,
+    output: Path | None,
+    threshold: float | None,
+    batch_size: int,
 ) -> None:
     """Extract entities and relations from raw text or pre-tokenised JSON/JSONL; writes JSONL."""
     from deeprel.inference.predictor import (
@@ -142,7 +188,9 @@ def predict(
         raise click.UsageError("give either SOURCE or --text")
     documents = read_prediction_input(source, text, input_format)
     loaded = load_model(model_dir, device=pick_device("auto"))
-    predicted = predict_documents(loaded.model, loaded.featurizer, documents, batch_size=batch_size, threshold=threshold)
+    predicted = predict_documents(
+        loaded.model, loaded.featurizer, documents, batch_size=batch_size, threshold=threshold
+    )
     lines = "".join(json.dumps(prediction_record(d), ensure_ascii=False) + "\n" for d in predicted)
     if output:
         write_text_atomically(output, lines)
@@ -152,9 +200,13 @@ def predict(
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--types", "types_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="SpERT *_types.json.")
+@click.option(
+    "--types", "types_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="SpERT *_types.json."
+)
 @click.option("--format", "fmt", type=click.Choice(["auto", "spert", "jsonl", "bekoulis"]), default="auto")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report as JSON here.")
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report as JSON here."
+)
 @click.option("--verbose", is_flag=True, help="List every problem, not only the first of each kind.")
 def validate(files: tuple[Path, ...], types_path: Path | None, fmt: str, json_path: Path | None, verbose: bool) -> None:
     """Check annotated data before training: counts, labels, overlaps, bad spans, empty sentences."""

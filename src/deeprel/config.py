@@ -41,16 +41,22 @@ class DataConfig(_Section):
 
 class ContextualConfig(_Section):
     enabled: bool = True
-    encoder: str = Field(DEFAULT_ENCODER, description="a local Hugging Face encoder folder, or the name of the bundled package")
+    encoder: str = Field(
+        DEFAULT_ENCODER, description="a local Hugging Face encoder folder, or the name of the bundled package"
+    )
     mode: Literal["frozen", "finetuned"] = "frozen"
-    layers: Literal["mix", "last", "mean"] = Field("mix", description="learned scalar mix, last layer, or the mean of all layers")
+    layers: Literal["mix", "last", "mean"] = Field(
+        "mix", description="learned scalar mix, last layer, or the mean of all layers"
+    )
     pooling: Literal["first", "mean"] = "mean"
     window: int = Field(512, ge=16, description="maximum word pieces per encoder call, special tokens included")
     stride: int = Field(128, ge=0, description="word pieces shared by consecutive windows of a long sentence")
     finetune_top_k: int = Field(0, ge=0, description="fine-tuned mode: train only the top k layers (0 = all)")
     learning_rate: float = Field(5e-5, gt=0, description="fine-tuned mode: the encoder's own learning rate")
     warmup_fraction: float = Field(0.1, ge=0, le=1)
-    cache_dir: str | None = Field(None, description="frozen mode feature cache; default $DEEPREL_CACHE_DIR or ~/.cache/deeprel")
+    cache_dir: str | None = Field(
+        None, description="frozen mode feature cache; default $DEEPREL_CACHE_DIR or ~/.cache/deeprel"
+    )
 
 
 class StaticConfig(_Section):

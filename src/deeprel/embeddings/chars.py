@@ -82,9 +82,7 @@ class CharBiRNN(nn.Module):
     """Lample et al. (2016): a BiRNN reads each token's characters; the final forward and backward
     states are concatenated into a ``2 * hidden_size`` token vector. Trained with the model."""
 
-    def __init__(
-        self, vocab_size: int, char_dim: int = 25, hidden_size: int = 32, cell: Cell = "gru"
-    ) -> None:
+    def __init__(self, vocab_size: int, char_dim: int = 25, hidden_size: int = 32, cell: Cell = "gru") -> None:
         super().__init__()
         if cell not in _RNN_CLASSES:
             raise ValueError(f"cell must be one of {sorted(_RNN_CLASSES)}, got {cell!r}")

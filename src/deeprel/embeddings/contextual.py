@@ -145,7 +145,10 @@ class ContextualEncoder(nn.Module):
         windows = [piece_windows(len(ids), size, stride) for ids, _ in pieces]
         flat = [(d, start, end) for d, doc_windows in enumerate(windows) for start, end in doc_windows]
         hidden = self._run(
-            [[self.tokenizer.cls_token_id, *pieces[d][0][start:end], self.tokenizer.sep_token_id] for d, start, end in flat],
+            [
+                [self.tokenizer.cls_token_id, *pieces[d][0][start:end], self.tokenizer.sep_token_id]
+                for d, start, end in flat
+            ],
             device,
         )  # [L, windows, len, D]
         outputs = []
@@ -154,7 +157,9 @@ class ContextualEncoder(nn.Module):
             # One gather per document: each piece from its best window, +1 skips [CLS].
             chosen = [best_window(piece, doc_windows) for piece in range(len(ids))]
             rows = torch.tensor([window_index + k for k in chosen], dtype=torch.long, device=device)
-            columns = torch.tensor([1 + p - doc_windows[k][0] for p, k in enumerate(chosen)], dtype=torch.long, device=device)
+            columns = torch.tensor(
+                [1 + p - doc_windows[k][0] for p, k in enumerate(chosen)], dtype=torch.long, device=device
+            )
             window_index += len(doc_windows)
             outputs.append(self._pool(hidden[:, rows, columns], word_ids, len(tokens)))
         return outputs
@@ -184,7 +189,9 @@ class ContextualEncoder(nn.Module):
         if self.config.pooling == "first":
             first = [i for i, w in enumerate(word_ids) if i == 0 or word_ids[i - 1] != w]
             return words.index_copy(1, index[first], pieces[:, first])
-        counts = torch.zeros(num_words, device=pieces.device).index_add_(0, index, torch.ones(len(word_ids), device=pieces.device))
+        counts = torch.zeros(num_words, device=pieces.device).index_add_(
+            0, index, torch.ones(len(word_ids), device=pieces.device)
+        )
         summed = words.index_add(1, index, pieces)
         return summed / counts.clamp(min=1).view(1, -1, 1)
 
@@ -214,7 +221,9 @@ class FeatureCache:
         key = hashlib.sha256(json.dumps(list(tokens)).encode()).hexdigest()
         return self.directory / key[:2] / f"{key}.safetensors"
 
-    def features(self, documents: Sequence[Sequence[str]], batch_size: int = 32, progress: bool = False) -> list[torch.Tensor]:
+    def features(
+        self, documents: Sequence[Sequence[str]], batch_size: int = 32, progress: bool = False
+    ) -> list[torch.Tensor]:
         """Features for every document, computing (and storing) only those not cached yet."""
         results: list[torch.Tensor | None] = []
         missing = []

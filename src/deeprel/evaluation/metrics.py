@@ -108,9 +108,7 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, dict[str, dict[str, object]]]:
         """Nested ``{mode: {task: {"micro", "macro", "per_type"}}}``, JSON-able, in a fixed order."""
-        return {
-            mode: {task: self.scores(mode, task).to_dict() for task in TASKS} for mode in MODES
-        }
+        return {mode: {task: self.scores(mode, task).to_dict() for task in TASKS} for mode in MODES}
 
     def flat(self) -> dict[str, float]:
         """Flat ``{task}[_boundaries]_{micro|macro}_{p|r|f1}`` keys, for logs and early stopping.
@@ -132,23 +130,15 @@ class EvaluationResult:
     def format_table(self) -> str:
         """Fixed-width tables (P, R, F1 in percent, support) for each task and mode."""
         return "\n\n".join(
-            _format_scores(_TITLES[mode, task], self.scores(mode, task))
-            for mode in MODES
-            for task in TASKS
+            _format_scores(_TITLES[mode, task], self.scores(mode, task)) for mode in MODES for task in TASKS
         )
 
 
 _TITLES: dict[tuple[Mode, Task], str] = {
     ("strict", "ner"): "NER, strict: entity boundaries and type must match",
-    ("strict", "re"): (
-        "RE, strict: relation type, direction, argument boundaries and entity types must match"
-    ),
-    ("boundaries", "ner"): (
-        "NER, boundaries: entity boundaries must match (types ignored, so macro = micro)"
-    ),
-    ("boundaries", "re"): (
-        "RE, boundaries: relation type, direction and argument boundaries must match"
-    ),
+    ("strict", "re"): ("RE, strict: relation type, direction, argument boundaries and entity types must match"),
+    ("boundaries", "ner"): ("NER, boundaries: entity boundaries must match (types ignored, so macro = micro)"),
+    ("boundaries", "re"): ("RE, boundaries: relation type, direction and argument boundaries must match"),
 }
 _MICRO_LABEL = "micro (pooled counts)"
 _MACRO_LABEL = "macro (mean over types)"
@@ -211,9 +201,7 @@ class _Counts:
     correct: Counter[str] = field(default_factory=Counter)
 
 
-def _count(
-    gold: Sequence[Document], predicted: Sequence[Document], task: Task, mode: Mode
-) -> _Counts:
+def _count(gold: Sequence[Document], predicted: Sequence[Document], task: Task, mode: Mode) -> _Counts:
     counts = _Counts()
     for index, (gold_doc, pred_doc) in enumerate(zip(gold, predicted)):
         gold_keys = _keys(gold_doc, task, mode, f"gold document at index {index}")
@@ -253,12 +241,9 @@ def _typed_scores(counts: _Counts, types: Sequence[str] | None, kind: str) -> Sc
         considered = list(dict.fromkeys(types))
         unknown = seen - set(considered)
         if unknown:
-            raise ValueError(
-                f"{kind} types {sorted(unknown)} are not in the given {kind}_types {considered}"
-            )
+            raise ValueError(f"{kind} types {sorted(unknown)} are not in the given {kind}_types {considered}")
     per_type = {
-        name: PRF.from_counts(counts.correct[name], counts.predicted[name], counts.gold[name])
-        for name in considered
+        name: PRF.from_counts(counts.correct[name], counts.predicted[name], counts.gold[name]) for name in considered
     }
     micro = PRF.from_counts(
         sum(prf.correct for prf in per_type.values()),

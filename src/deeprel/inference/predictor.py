@@ -50,7 +50,9 @@ def read_prediction_input(source: Path | None, text: str | None, input_format: s
     tokenizer = Tokenizer()
     if text is not None:
         return tokenizer.split(text, doc_id_prefix="text")
-    if input_format == "text" or (input_format == "auto" and source.suffix in {".txt", ""} and not _looks_tabular(source)):
+    if input_format == "text" or (
+        input_format == "auto" and source.suffix in {".txt", ""} and not _looks_tabular(source)
+    ):
         lines = (sys.stdin if str(source) == "-" else source.open(encoding="utf-8")).read().splitlines()
         return [d for n, line in enumerate(lines, start=1) for d in tokenizer.split(line, doc_id_prefix=f"line{n}")]
     documents = read_documents(source, fmt=input_format)
@@ -67,7 +69,12 @@ def prediction_record(document: Document) -> dict[str, Any]:
     """One JSON line: tokens, entities with token and character spans, relations between them."""
     entities = []
     for entity in document.entities:
-        item: dict[str, Any] = {"type": entity.type, "start": entity.start, "end": entity.end, "text": document.span_text(entity)}
+        item: dict[str, Any] = {
+            "type": entity.type,
+            "start": entity.start,
+            "end": entity.end,
+            "text": document.span_text(entity),
+        }
         if document.offsets is not None:
             item["char_start"] = document.offsets[entity.start][0]
             item["char_end"] = document.offsets[entity.last][1]

@@ -38,8 +38,7 @@ class BiRNNStack(nn.Module):
         sizes = [input_size] + [2 * hidden_size] * depth
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            rnn_class(sizes[k], hidden_size, batch_first=True, bidirectional=True)
-            for k in range(depth)
+            rnn_class(sizes[k], hidden_size, batch_first=True, bidirectional=True) for k in range(depth)
         )
         self._output_size = sizes[-1]
 
@@ -58,9 +57,7 @@ class BiRNNStack(nn.Module):
         # Packing keeps padding out of the backward direction; lengths must live on the CPU.
         lengths = mask.sum(dim=1).cpu()
         for rnn in self.layers:
-            packed = pack_padded_sequence(
-                self.dropout(x), lengths, batch_first=True, enforce_sorted=False
-            )
+            packed = pack_padded_sequence(self.dropout(x), lengths, batch_first=True, enforce_sorted=False)
             out, _ = rnn(packed)
             x, _ = pad_packed_sequence(out, batch_first=True, total_length=total_length)
         return x

@@ -93,9 +93,7 @@ class LinearChainCRF(nn.Module):
         alpha = start + emissions[:, 0]  # [B, K]
         for t in range(1, emissions.size(1)):
             # [B, K_prev, 1] + [K_prev, K] + [B, 1, K] -> sum out the previous tag
-            step = torch.logsumexp(
-                alpha.unsqueeze(2) + transitions + emissions[:, t].unsqueeze(1), dim=1
-            )
+            step = torch.logsumexp(alpha.unsqueeze(2) + transitions + emissions[:, t].unsqueeze(1), dim=1)
             alpha = torch.where(mask[:, t].unsqueeze(1), step, alpha)
         return torch.logsumexp(alpha + self.end, dim=1)
 
@@ -107,12 +105,7 @@ class LinearChainCRF(nn.Module):
         emitted = emissions.gather(2, tags.unsqueeze(2)).squeeze(2)  # [B, T]
         moves = transitions[tags[:, :-1], tags[:, 1:]]  # [B, T-1]
         last = tags.gather(1, (mask.sum(dim=1, keepdim=True) - 1)).squeeze(1)  # [B]
-        return (
-            start[tags[:, 0]]
-            + (emitted * maskf).sum(dim=1)
-            + (moves * maskf[:, 1:]).sum(dim=1)
-            + self.end[last]
-        )
+        return start[tags[:, 0]] + (emitted * maskf).sum(dim=1) + (moves * maskf[:, 1:]).sum(dim=1) + self.end[last]
 
     def neg_log_likelihood(
         self, emissions: Tensor, tags: Tensor, mask: Tensor, reduction: Reduction = "mean"

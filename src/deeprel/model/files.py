@@ -60,7 +60,11 @@ def build_model(
 ) -> tuple[JointModel, Featurizer]:
     """The joint model and its featurizer; ``encoder_base`` resolves a relative encoder path."""
     contextual = config.embeddings.contextual
-    encoder = ContextualEncoder(contextual, resolve_encoder_path(contextual.encoder, encoder_base)) if contextual.enabled else None
+    encoder = (
+        ContextualEncoder(contextual, resolve_encoder_path(contextual.encoder, encoder_base))
+        if contextual.enabled
+        else None
+    )
     model = JointModel(config, labels, encoder, static, len(chars) if chars is not None else 0)
     featurizer = Featurizer(labels, static.vocabulary if static is not None else None, chars, config.embeddings.casing)
     return model, featurizer

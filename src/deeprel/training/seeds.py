@@ -18,7 +18,10 @@ from deeprel.config import Config
 from deeprel.training.trainer import train
 
 SCORES = [
-    (task, average, value) for task in ("ner", "re") for average in ("micro", "macro") for value in ("precision", "recall", "f1")
+    (task, average, value)
+    for task in ("ner", "re")
+    for average in ("micro", "macro")
+    for value in ("precision", "recall", "f1")
 ]
 SHORT = {"precision": "p", "recall": "r", "f1": "f1"}
 

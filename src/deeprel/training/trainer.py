@@ -121,7 +121,8 @@ def model_parts(config: Config, datasets: Datasets, labels: Labels, log: Log) ->
         }
         started = time.perf_counter()
         names, matrix = load_vectors(resolve_data_path(settings.path), words, settings.lowercase, settings.max_words)
-        log(f"static vectors: {len(names)} words of {matrix.shape[1]} dimensions in {time.perf_counter() - started:.1f}s")
+        seconds = time.perf_counter() - started
+        log(f"static vectors: {len(names)} words of {matrix.shape[1]} dimensions in {seconds:.1f}s")
         static = (names, matrix)
     return static, chars
 
@@ -174,7 +175,9 @@ class Trainer:
         config_path = self.output / "config.json"
         if config_path.exists():
             if not resume:
-                raise FileExistsError(f"{self.output} holds a run already: pass --resume to continue it, or choose a new directory")
+                raise FileExistsError(
+                    f"{self.output} holds a run already: pass --resume to continue it, or choose a new directory"
+                )
             if _result_settings(load_config(config_path)) != _result_settings(self.config):
                 raise ValueError(f"{config_path}: the configuration differs from the one the run was started with")
         self.output.mkdir(parents=True, exist_ok=True)
@@ -229,8 +232,15 @@ class Trainer:
         while state["epoch"] < max_epochs:
             epoch = state["epoch"] + 1
             started = time.perf_counter()
-            losses = self._train_epoch(model, featurizer, optimizer, train, train_features, generator, state, total_steps, epoch)
-            row: dict[str, Any] = {"phase": phase, "epoch": epoch, **losses, "seconds": round(time.perf_counter() - started, 2)}
+            losses = self._train_epoch(
+                model, featurizer, optimizer, train, train_features, generator, state, total_steps, epoch
+            )
+            row: dict[str, Any] = {
+                "phase": phase,
+                "epoch": epoch,
+                **losses,
+                "seconds": round(time.perf_counter() - started, 2),
+            }
             if dev is not None:
                 scores = self.evaluate(model, featurizer, dev, dev_features).flat()
                 row.update({f"dev_{k}": v for k, v in scores.items()})
@@ -285,7 +295,9 @@ class Trainer:
             return (step + 1) / warmup
         return max(0.0, (total - step) / max(1, total - warmup))
 
-    def _train_epoch(self, model, featurizer, optimizer, train, features, generator, state, total_steps, epoch) -> dict[str, float]:
+    def _train_epoch(
+        self, model, featurizer, optimizer, train, features, generator, state, total_steps, epoch
+    ) -> dict[str, float]:
         training = self.config.training
         model.train()
         order = torch.randperm(len(train), generator=generator).tolist()
@@ -294,7 +306,9 @@ class Trainer:
         bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=not self.progress, leave=False)
         for indices in bar:
             batch = featurizer.batch(
-                [train[i] for i in indices], features=[features[i] for i in indices] if features is not None else None, targets=True
+                [train[i] for i in indices],
+                features=[features[i] for i in indices] if features is not None else None,
+                targets=True,
             ).to(self.device)
             for group in optimizer.param_groups:
                 if group["name"] == "encoder":
@@ -311,7 +325,9 @@ class Trainer:
             bar.set_postfix(loss=f"{loss.item():.3f}")
         return {k: round(v / max(1, len(batches)), 4) for k, v in sums.items()}
 
-    def _meta(self, model: JointModel, phase: str, epoch: int, dev_score: float | None, documents: int) -> dict[str, Any]:
+    def _meta(
+        self, model: JointModel, phase: str, epoch: int, dev_score: float | None, documents: int
+    ) -> dict[str, Any]:
         return {
             "deeprel_version": __version__,
             "phase": phase,
@@ -344,9 +360,8 @@ def _write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
-def train(config: Config, output: str | Path, resume: bool = False, progress: bool = True, log: Log = print) -> dict[str, Any]:
+def train(
+    config: Config, output: str | Path, resume: bool = False, progress: bool = True, log: Log = print
+) -> dict[str, Any]:
     """Train ``config`` into the run directory ``output``; returns the metrics written to metrics.json."""
     return Trainer(config, output, progress=progress, log=log).run(resume=resume)
-
-
-
