@@ -30,6 +30,9 @@ def test_predict_on_pretokenised_jsonl(trained_run, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     (record,) = [json.loads(line) for line in output.read_text().splitlines()]
     assert record["tokens"] == ["Bill", "Clinton", "visited", "Moscow", "."]
+    assert record["text"] == "Bill Clinton visited Moscow ."  # pre-tokenised input: offsets into the joined tokens
+    for entity in record["entities"]:
+        assert record["text"][entity["char_start"] : entity["char_end"]] == entity["text"]
 
 
 def test_evaluate_prints_a_table_and_writes_json(trained_run, data_dir, tmp_path) -> None:

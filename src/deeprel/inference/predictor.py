@@ -66,7 +66,7 @@ def _looks_tabular(path: Path) -> bool:
 
 
 def prediction_record(document: Document) -> dict[str, Any]:
-    """One JSON line: tokens, entities with token and character spans, relations between them."""
+    """One JSON line: the text, tokens, entities with token and character spans, relations between them."""
     entities = []
     for entity in document.entities:
         item: dict[str, Any] = {
@@ -82,6 +82,7 @@ def prediction_record(document: Document) -> dict[str, Any]:
         entities.append(item)
     return {
         "doc_id": document.doc_id,
+        "text": document.text,  # what char_start / char_end index into
         "tokens": list(document.tokens),
         "entities": entities,
         "relations": [{"type": r.type, "head": r.head, "tail": r.tail, "score": r.score} for r in document.relations],
