@@ -38,6 +38,7 @@ from deeprel.inference.predictor import predict_documents
 from deeprel.model.files import (
     ENCODER_PREFIX,
     build_model,
+    load_model,
     save_model,
     static_embedding,
 )
@@ -162,8 +163,6 @@ class Trainer:
         metrics: dict[str, Any] = {"training": final}
         test = datasets.get("test")
         if test is not None:
-            from deeprel.model.files import load_model
-
             loaded = load_model(self.output / "model", device=self.device)
             result = self.evaluate(loaded.model, loaded.featurizer, test)
             metrics["test"] = result.to_dict()
