@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -65,9 +66,12 @@ def main() -> None:
     encoder_seconds = timed(encoder_only, args.repeats) if encoder is not None else None
     e2e_seconds = timed(end_to_end, args.repeats)
 
-    config = loaded.model.config.with_overrides(
-        {"training.max_epochs": args.train_epochs, "training.protocol": "dev", "data.test": None}
-    )
+    changes = {"training.max_epochs": args.train_epochs, "training.protocol": "dev", "data.test": None}
+    changes["training.num_threads"] = None  # all cores, whatever the run was trained with
+    contextual = loaded.model.config.embeddings.contextual
+    if contextual.enabled and (args.model / contextual.encoder).is_dir():
+        changes["embeddings.contextual.encoder"] = str((args.model / contextual.encoder).resolve())
+    config = loaded.model.config.with_overrides(changes)
     with tempfile.TemporaryDirectory() as run:
         Trainer(config, run, progress=False, log=lambda _: None).run()
         rows = [json.loads(line) for line in (Path(run) / "log.jsonl").read_text().splitlines()]
@@ -85,8 +89,8 @@ def main() -> None:
         "end_to_end_sentences_per_second": round(len(documents) / e2e_seconds, 1),
         "end_to_end_over_encoder": round(e2e_seconds / encoder_seconds, 2) if encoder_seconds else None,
         "train_epoch_seconds": epoch_seconds,
-        "train_documents": rows[0].get("train_documents") if rows else None,
-        "command": "python benchmarks/speed.py --model " + str(args.model),
+        "train_documents": len(read_documents(resolve_data_path(config.data.train))),
+        "command": "python " + " ".join(sys.argv),
     }
     text = json.dumps(result, indent=2)
     print(text)
