@@ -84,6 +84,7 @@ def train(
 @click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated seeds.")
 @click.option("--select-once", is_flag=True, help="Retrain protocol: pick the epochs on dev with the first seed only.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@click.option("--threshold", type=float, help="Score the test sets at this relation threshold (choose it on dev).")
 @click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add the summary to.")
 @click.option("--name", help="Key of the summary in --results (e.g. frozen, finetuned).")
 def seeds(
@@ -92,6 +93,7 @@ def seeds(
     seeds: str,
     select_once: bool,
     overrides: tuple[str, ...],
+    threshold: float | None,
     results: Path | None,
     name: str | None,
 ) -> None:
@@ -102,7 +104,7 @@ def seeds(
         raise click.UsageError("--results needs --name")
     config = load_config(config_path).with_overrides(dict(parse_override(o) for o in overrides))
     summary = run_seeds(
-        config, [int(s) for s in seeds.split(",")], runs, select_once, log=lambda m: click.echo(m, err=True)
+        config, [int(s) for s in seeds.split(",")], runs, select_once, threshold, log=lambda m: click.echo(m, err=True)
     )
     summary["command"] = "deeprel seeds " + " ".join(sys.argv[2:])
     click.echo(json.dumps(summary, indent=2))

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from deeprel.config import Config
-from deeprel.training.trainer import train
+from deeprel.evaluation.metrics import evaluate
+from deeprel.inference.predictor import predict_documents
+from deeprel.model.files import load_model
+from deeprel.training.trainer import load_datasets, train
 
 SCORES = [
     (task, average, value)
@@ -31,10 +34,15 @@ def run_seeds(
     seeds: Sequence[int],
     runs: Path,
     select_once: bool = False,
+    threshold: float | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train (or resume, or reuse) one run per seed under ``runs/seed-N`` and summarise their test scores."""
+    """Train (or resume, or reuse) one run per seed under ``runs/seed-N`` and summarise their test scores.
+
+    With ``threshold`` each run's test set is scored again at that relation threshold (one chosen on
+    dev, say) instead of the configured one.
+    """
     per_seed = []
     epochs = None
     for index, seed in enumerate(seeds):
@@ -52,8 +60,20 @@ def run_seeds(
         if index == 0 and config.training.protocol == "retrain":
             selection = metrics["training"].get("selection")
             epochs = selection["best_epoch"] if selection else metrics["training"]["epochs_run"]
+        if threshold is not None:
+            metrics = {**metrics, "test": _test_scores(config, run / "model", threshold)}
         per_seed.append((seed, metrics))
-    return summarise(per_seed)
+    summary = summarise(per_seed)
+    summary["threshold"] = config.model.threshold if threshold is None else threshold
+    return summary
+
+
+def _test_scores(config: Config, model_dir: Path, threshold: float) -> dict[str, Any]:
+    test = load_datasets(config, log=lambda _: None).get("test")
+    loaded = load_model(model_dir)
+    predicted = predict_documents(loaded.model, loaded.featurizer, test, threshold=threshold)
+    labels = loaded.model.labels
+    return evaluate(test, predicted, labels.entity_types, labels.relation_types).to_dict()
 
 
 def summarise(per_seed: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
