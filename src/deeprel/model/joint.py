@@ -78,6 +78,7 @@ class Scores:
     """What one forward pass produces: tag emissions and relation logits."""
 
     emissions: torch.Tensor  # [B, T, tags]
+    label_ids: torch.Tensor  # [B, T], the tags the relation layers saw
     relation_logits: torch.Tensor  # [B, T, T, relations]
 
 
@@ -125,7 +126,7 @@ class JointModel(nn.Module):
         if label_ids is None:
             label_ids = self.decode_tags(emissions, batch.mask)
         relation_input = torch.cat([self.re_stack(shared, batch.mask), self.label_embedding(label_ids)], dim=-1)
-        return Scores(emissions, self.scorer(relation_input))
+        return Scores(emissions, label_ids, self.scorer(relation_input))
 
     def decode_tags(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         paths = self.crf.viterbi(emissions, mask).paths
@@ -147,13 +148,10 @@ class JointModel(nn.Module):
         """Entities from Viterbi's BIO tags; a relation between two predicted entities' last tokens
         for every type whose sigmoid score reaches the threshold."""
         threshold = self.config.model.threshold if threshold is None else threshold
-        x = self.embedder(batch)
-        shared = self.shared(x, batch.mask)
-        emissions = self.ner_head(self.ner_stack(shared, batch.mask))
-        label_ids = self.decode_tags(emissions, batch.mask)
-        marginals = self.crf.marginals(emissions, batch.mask)
-        relation_input = torch.cat([self.re_stack(shared, batch.mask), self.label_embedding(label_ids)], dim=-1)
-        probabilities = torch.sigmoid(self.scorer(relation_input)).cpu()
+        scores = self.scores(batch)
+        label_ids = scores.label_ids
+        marginals = self.crf.marginals(scores.emissions, batch.mask)
+        probabilities = torch.sigmoid(scores.relation_logits).cpu()
         tags = self.labels.tags
         results = []
         for b in range(len(batch.tokens)):
