@@ -53,7 +53,7 @@ def read_prediction_input(source: Path | None, text: str | None, input_format: s
     if input_format == "text" or (
         input_format == "auto" and source.suffix in {".txt", ""} and not _looks_tabular(source)
     ):
-        lines = (sys.stdin if str(source) == "-" else source.open(encoding="utf-8")).read().splitlines()
+        lines = (sys.stdin.read() if str(source) == "-" else source.read_text(encoding="utf-8")).splitlines()
         return [d for n, line in enumerate(lines, start=1) for d in tokenizer.split(line, doc_id_prefix=f"line{n}")]
     documents = read_documents(source, fmt=input_format)
     return [d if d.offsets is not None else from_tokens(d.tokens, d.doc_id) if d.tokens else d for d in documents]

@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from deeprel.config import Config
-from deeprel.evaluation.metrics import evaluate
-from deeprel.inference.predictor import predict_documents
 from deeprel.model.files import load_model
-from deeprel.training.trainer import load_datasets, train
+from deeprel.training.trainer import evaluate_model, load_datasets, train
 
 SCORES = [
     (task, average, value)
@@ -45,6 +43,7 @@ def run_seeds(
     """
     per_seed = []
     epochs = None
+    test = load_datasets(config, log=lambda _: None).get("test") if threshold is not None else None
     for index, seed in enumerate(seeds):
         changes: dict[str, Any] = {"training.seed": seed}
         if select_once and index > 0 and config.training.protocol == "retrain":
@@ -61,19 +60,13 @@ def run_seeds(
             selection = metrics["training"].get("selection")
             epochs = selection["best_epoch"] if selection else metrics["training"]["epochs_run"]
         if threshold is not None:
-            metrics = {**metrics, "test": _test_scores(config, run / "model", threshold)}
+            loaded = load_model(run / "model")
+            rescored = evaluate_model(loaded.model, loaded.featurizer, test, threshold=threshold)
+            metrics = {**metrics, "test": rescored.to_dict()}
         per_seed.append((seed, metrics))
     summary = summarise(per_seed)
     summary["threshold"] = config.model.threshold if threshold is None else threshold
     return summary
-
-
-def _test_scores(config: Config, model_dir: Path, threshold: float) -> dict[str, Any]:
-    test = load_datasets(config, log=lambda _: None).get("test")
-    loaded = load_model(model_dir)
-    predicted = predict_documents(loaded.model, loaded.featurizer, test, threshold=threshold)
-    labels = loaded.model.labels
-    return evaluate(test, predicted, labels.entity_types, labels.relation_types).to_dict()
 
 
 def summarise(per_seed: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:

@@ -164,7 +164,7 @@ class Trainer:
         test = datasets.get("test")
         if test is not None:
             loaded = load_model(self.output / "model", device=self.device)
-            result = self.evaluate(loaded.model, loaded.featurizer, test)
+            result = evaluate_model(loaded.model, loaded.featurizer, test)
             metrics["test"] = result.to_dict()
             self.log("test set:\n" + result.format_table())
         _write_json_atomic(self.output / "metrics.json", metrics)
@@ -181,13 +181,6 @@ class Trainer:
                 raise ValueError(f"{config_path}: the configuration differs from the one the run was started with")
         self.output.mkdir(parents=True, exist_ok=True)
         _write_json_atomic(config_path, self.config.to_dict())
-
-    def evaluate(
-        self, model: JointModel, featurizer: Featurizer, documents: Sequence[Document], features=None
-    ) -> EvaluationResult:
-        predicted = predict_documents(model, featurizer, documents, batch_size=32, features=features)
-        labels = model.labels
-        return evaluate(documents, predicted, labels.entity_types, labels.relation_types)
 
     def _features(self, model: JointModel, documents: Sequence[Document] | None) -> list[torch.Tensor] | None:
         encoder = model.embedder.contextual
@@ -241,7 +234,7 @@ class Trainer:
                 "seconds": round(time.perf_counter() - started, 2),
             }
             if dev is not None:
-                scores = self.evaluate(model, featurizer, dev, dev_features).flat()
+                scores = evaluate_model(model, featurizer, dev, dev_features).flat()
                 row.update({f"dev_{k}": v for k, v in scores.items()})
                 # Ties on the chosen metric (RE F1 is often 0 in the first epochs) go to the better NER+RE mean.
                 score = [scores[training.early_stopping_metric], (scores["ner_micro_f1"] + scores["re_micro_f1"]) / 2]
@@ -346,6 +339,19 @@ class Trainer:
         rows_all = [r for r in previous if r["phase"] != phase] + rows
         write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in rows_all))
         plot_learning_curve(rows_all, self.output / "learning_curve.png")
+
+
+def evaluate_model(
+    model: JointModel,
+    featurizer: Featurizer,
+    documents: Sequence[Document],
+    features: Sequence[torch.Tensor] | None = None,
+    threshold: float | None = None,
+) -> EvaluationResult:
+    """Predict on annotated documents and score the predictions against them, over the model's labels."""
+    predicted = predict_documents(model, featurizer, documents, batch_size=32, features=features, threshold=threshold)
+    labels = model.labels
+    return evaluate(documents, predicted, labels.entity_types, labels.relation_types)
 
 
 def _result_settings(config: Config) -> dict[str, Any]:
