@@ -11,6 +11,7 @@ import click
 
 from deeprel.atomic import write_text_atomically
 from deeprel.config import ConfigError, load_config, parse_override
+from deeprel.reporting.results import add_result, command_line
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from local folders only, never a hub
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -106,12 +107,10 @@ def seeds(
     summary = run_seeds(
         config, [int(s) for s in seeds.split(",")], runs, select_once, threshold, log=lambda m: click.echo(m, err=True)
     )
-    summary["command"] = "deeprel seeds " + " ".join(sys.argv[2:])
+    summary["command"] = command_line()
     click.echo(json.dumps(summary, indent=2))
     if results is not None:
-        existing = json.loads(results.read_text(encoding="utf-8")) if results.exists() else {}
-        existing[name] = summary
-        write_text_atomically(results, json.dumps(existing, indent=2) + "\n")
+        add_result(results, name, summary)
 
 
 @main.command()
@@ -124,6 +123,8 @@ def seeds(
 )
 @click.option("--threshold", type=float, help="Relation threshold (default: the model's).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add a summary to.")
+@click.option("--name", help="Key of the summary in --results.")
 def evaluate(
     model_dir: Path,
     data: Path,
@@ -132,14 +133,19 @@ def evaluate(
     predictions: Path | None,
     threshold: float | None,
     batch_size: int,
+    results: Path | None,
+    name: str | None,
 ) -> None:
     """Score a model on annotated data: strict and boundaries, micro and macro, per type."""
     from deeprel.data.readers import read_documents, write_jsonl
     from deeprel.evaluation.metrics import evaluate as score
     from deeprel.inference.predictor import predict_documents
     from deeprel.model.files import load_model
+    from deeprel.reporting.results import evaluation_summary
     from deeprel.training.seeding import pick_device
 
+    if results is not None and not name:
+        raise click.UsageError("--results needs --name")
     loaded = load_model(model_dir, device=pick_device("auto"))
     gold = read_documents(data, fmt=fmt)
     predicted = predict_documents(
@@ -152,6 +158,9 @@ def evaluate(
         write_text_atomically(output, json.dumps(result.to_dict(), indent=2) + "\n")
     if predictions:
         write_jsonl(predicted, predictions)
+    if results is not None:
+        used = threshold if threshold is not None else loaded.model.config.model.threshold
+        add_result(results, name, evaluation_summary(result, loaded.meta, data, used, command_line()))
 
 
 @main.command()
@@ -219,6 +228,34 @@ def validate(files: tuple[Path, ...], types_path: Path | None, fmt: str, json_pa
     if json_path:
         write_text_atomically(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
     sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.option(
+    "--results-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("docs/results"),
+    show_default=True,
+    help="The result files (and notes/) to build the page from.",
+)
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/results.md"), show_default=True
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if OUTPUT is not what the result files give.")
+def report(results_dir: Path, output: Path, check: bool) -> None:
+    """Regenerate the results page from the saved result files."""
+    from deeprel.reporting.report import render_report
+
+    page = render_report(results_dir)
+    if check:
+        current = output.read_text(encoding="utf-8") if output.exists() else ""
+        if current != page:
+            click.echo(f"{output} is out of date: run `deeprel report`", err=True)
+            sys.exit(1)
+        click.echo(f"{output} is up to date")
+        return
+    write_text_atomically(output, page)
+    click.echo(f"wrote {output}")
 
 
 if __name__ == "__main__":
