@@ -49,6 +49,7 @@ from deeprel.training.curves import plot_learning_curve
 from deeprel.training.seeding import pick_device, set_seed
 
 Log = Callable[[str], None]
+EpochCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -129,13 +130,25 @@ def model_parts(config: Config, datasets: Datasets, labels: Labels, log: Log) ->
 
 
 class Trainer:
-    """Trains one configuration into a run directory; `run()` follows the configured protocol."""
+    """Trains one configuration into a run directory; `run()` follows the configured protocol.
 
-    def __init__(self, config: Config, output: str | Path, progress: bool = True, log: Log = print) -> None:
+    ``on_epoch`` receives each epoch's log row (losses, ``dev_*`` scores) once the epoch is checkpointed;
+    an exception it raises stops training (a tuner pruning a hopeless run) and propagates to the caller.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        output: str | Path,
+        progress: bool = True,
+        log: Log = print,
+        on_epoch: EpochCallback | None = None,
+    ) -> None:
         self.config = config
         self.output = Path(output)
         self.progress = progress
         self.log = log
+        self.on_epoch = on_epoch
         self.device = pick_device(config.training.device)
         if config.training.num_threads:
             torch.set_num_threads(config.training.num_threads)
@@ -252,6 +265,8 @@ class Trainer:
             state["log"].append(row)
             self._write_log(state["log"], phase)
             save_checkpoint(checkpoint, model, optimizer, generator, state)
+            if self.on_epoch is not None:
+                self.on_epoch(dict(row))
             if dev is not None and epoch - state["best_epoch"] >= training.patience:
                 self.log(f"no dev improvement for {training.patience} epochs: stopping")
                 break
@@ -366,7 +381,15 @@ def _write_json_atomic(path: Path, data: Any) -> None:
 
 
 def train(
-    config: Config, output: str | Path, resume: bool = False, progress: bool = True, log: Log = print
+    config: Config,
+    output: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    log: Log = print,
+    on_epoch: EpochCallback | None = None,
 ) -> dict[str, Any]:
-    """Train ``config`` into the run directory ``output``; returns the metrics written to metrics.json."""
-    return Trainer(config, output, progress=progress, log=log).run(resume=resume)
+    """Train ``config`` into the run directory ``output``; returns the metrics written to metrics.json.
+
+    ``on_epoch`` is called with each epoch's log row (see `Trainer`).
+    """
+    return Trainer(config, output, progress=progress, log=log, on_epoch=on_epoch).run(resume=resume)
