@@ -1,0 +1,1 @@
+"""Experiments built from training runs: k-fold cross-validation (ADE) and ablations."""

@@ -1,0 +1,353 @@
+"""K-fold cross-validation (ADE): one training run per fold, each scored on its own test fold.
+
+Fold *i* is a training file and a test file named by two patterns with a ``{fold}`` placeholder
+(by default SpERT's ``datasets/ade/ade_split_{fold}_train.json`` / ``..._test.json``). The config's
+own ``data.train/dev/test/train_dev`` are replaced fold by fold.
+
+**Choosing the number of epochs.** ADE has no dev set. SpERT trains every fold for a fixed number of
+epochs (20 in its paper) and tests the last one; PAPER.md does not say how Crone chose them. By
+default we hold out a seeded ``dev_fraction`` (10%) of each fold's training part as dev and follow the
+configured ``training.protocol``:
+
+* ``retrain`` (configs/ade.toml, as on CoNLL04): early stopping on that dev part picks the epoch, then
+  a fresh model trains on the whole training part for that many epochs and is tested;
+* ``dev``: the best-on-dev model, trained on the rest of the training part, is tested (half the cost,
+  10% less training data).
+
+With ``dev_fraction = 0``, or with ``training.retrain_epochs`` set, no dev part is held out and every
+fold trains a fixed number of epochs on its whole training part (``training.max_epochs`` for protocol
+``dev``, ``training.retrain_epochs`` for ``retrain``): SpERT's protocol.
+
+**Overlapping entities.** BIO tags cannot hold overlapping spans. Training data goes through the
+configured ``data.overlap_policy`` (as in every training run) and each fold records what that removed.
+The test fold is scored against its *full* gold annotations, so a gold entity no BIO tagger can produce
+counts as missed (honest). Each fold also scores the same predictions against gold with the same
+overlap removal (the convention of Bekoulis et al. and Crone, who drop those entities) and records
+how many test entities and relations that removes; ``score_without_overlaps`` adds those scores to
+the summary.
+
+**Runs.** ``RUNS/crossval.json`` holds the settings a rerun must share. ``RUNS/fold-i/`` is a trainer
+run directory plus ``data/`` (the held-out split) and ``result.json``, written atomically when the fold
+is finished; a rerun reuses finished folds and resumes an interrupted one from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from deeprel.atomic import write_text_atomically
+from deeprel.config import Config, resolve_data_path
+from deeprel.data.readers import write_json
+from deeprel.data.tagging import OverlapStats, resolve_all
+from deeprel.data.types import Document
+from deeprel.evaluation.metrics import evaluate
+from deeprel.inference.predictor import predict_documents
+from deeprel.model.files import load_model
+from deeprel.training.seeding import pick_device
+from deeprel.training.seeds import summarise
+from deeprel.training.trainer import Split, load_datasets, train
+
+Log = Callable[[str], None]
+
+ADE_TRAIN_PATTERN = "datasets/ade/ade_split_{fold}_train.json"
+ADE_TEST_PATTERN = "datasets/ade/ade_split_{fold}_test.json"
+PLACEHOLDER = "{fold}"
+
+
+def parse_folds(text: str) -> tuple[int, ...]:
+    """``"0-9"``, ``"0,2,5"`` or ``"0-2,7"`` as fold numbers, in the order given."""
+    folds: list[int] = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if match is None:
+            raise ValueError(f"folds {text!r}: {part!r} is neither a number nor a range like 0-9")
+        first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+        if last < first:
+            raise ValueError(f"folds {text!r}: the range {part.strip()!r} runs backwards")
+        folds.extend(range(first, last + 1))
+    if len(set(folds)) != len(folds):
+        raise ValueError(f"folds {text!r}: a fold is named twice")
+    return tuple(folds)
+
+
+@dataclass(frozen=True)
+class CrossvalPlan:
+    """Which folds to run, where their files are, and how much of each training part is dev."""
+
+    folds: tuple[int, ...] = tuple(range(10))
+    train_pattern: str = ADE_TRAIN_PATTERN
+    test_pattern: str = ADE_TEST_PATTERN
+    dev_fraction: float = 0.1
+    dev_seed: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.folds or len(set(self.folds)) != len(self.folds) or min(self.folds) < 0:
+            raise ValueError(f"folds must be distinct numbers >= 0, got {list(self.folds)}")
+        for pattern in (self.train_pattern, self.test_pattern):
+            if PLACEHOLDER not in pattern:
+                raise ValueError(f"fold file pattern {pattern!r} has no {PLACEHOLDER} placeholder")
+        if not 0 <= self.dev_fraction < 1:
+            raise ValueError(f"dev fraction must be in [0, 1), got {self.dev_fraction}")
+
+    def files(self, fold: int) -> tuple[str, str]:
+        """The fold's training and test file, as the patterns name them (relative to the data directory)."""
+        return self.train_pattern.replace(PLACEHOLDER, str(fold)), self.test_pattern.replace(PLACEHOLDER, str(fold))
+
+    def settings(self) -> dict[str, Any]:
+        """What every fold of one runs directory must share (the folds themselves may differ per call)."""
+        return {
+            "train_pattern": self.train_pattern,
+            "test_pattern": self.test_pattern,
+            "dev_fraction": self.dev_fraction,
+            "dev_seed": self.dev_seed,
+        }
+
+
+def holds_out_dev(config: Config, plan: CrossvalPlan) -> bool:
+    """Whether the epochs are chosen on a held-out part (else every fold trains a fixed number of them)."""
+    if plan.dev_fraction == 0:
+        if config.training.protocol == "retrain" and config.training.retrain_epochs is None:
+            raise ValueError(
+                "protocol 'retrain' picks the epochs on dev: give a dev fraction above 0 or set training.retrain_epochs"
+            )
+        return False
+    return not (config.training.protocol == "retrain" and config.training.retrain_epochs is not None)
+
+
+def epoch_rule(config: Config, plan: CrossvalPlan) -> str:
+    """How the number of epochs is chosen, in words, for the result file."""
+    training = config.training
+    if not holds_out_dev(config, plan):
+        epochs = training.retrain_epochs if training.protocol == "retrain" else training.max_epochs
+        return f"a fixed {epochs} epochs on the fold's whole training part (no dev set)"
+    held_out = (
+        f"early stopping on {training.early_stopping_metric} (patience {training.patience},"
+        f" at most {training.max_epochs} epochs) on a held-out {plan.dev_fraction:.0%} of the fold's training part"
+        f" (seed {plan.dev_seed})"
+    )
+    if training.protocol == "retrain":
+        return held_out + " picks the epoch; a fresh model then trains that many epochs on the whole training part"
+    return held_out + "; the best-on-dev model, trained on the rest, is tested"
+
+
+def split_dev(documents: Sequence[Document], fraction: float, seed: int) -> tuple[list[Document], list[Document]]:
+    """``(rest, dev)``: a seeded ``fraction`` of the documents (at least one) as dev; both keep file order."""
+    size = max(1, round(fraction * len(documents)))
+    if size >= len(documents):
+        raise ValueError(f"cannot hold out {size} of {len(documents)} documents as dev")
+    chosen = set(random.Random(seed).sample(range(len(documents)), size))
+    return (
+        [d for i, d in enumerate(documents) if i not in chosen],
+        [d for i, d in enumerate(documents) if i in chosen],
+    )
+
+
+def run_crossval(
+    config: Config,
+    runs: str | Path,
+    plan: CrossvalPlan | None = None,
+    score_without_overlaps: bool = False,
+    progress: bool = False,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Train and test every fold of ``plan`` under ``runs/fold-i`` (reusing finished ones); the summary."""
+    plan = plan or CrossvalPlan()
+    runs = Path(runs)
+    holds_out_dev(config, plan)  # an impossible protocol fails before any fold starts
+    _check_settings(runs, config, plan)
+    results = [run_fold(config, plan, fold, runs / f"fold-{fold}", progress, log) for fold in plan.folds]
+    summary: dict[str, Any] = {
+        "protocol": {
+            "training_protocol": config.training.protocol,
+            "epochs": epoch_rule(config, plan),
+            **plan.settings(),
+            "training_seed": config.training.seed,
+            "evaluation": "strict, against the full gold test fold (entities BIO cannot represent count as missed)",
+        },
+        **summarise_folds(results, score_without_overlaps),
+    }
+    if score_without_overlaps:
+        summary["protocol"]["evaluation_without_overlaps"] = (
+            f"strict, against gold with the overlap policy {config.data.overlap_policy!r} applied"
+        )
+    return summary
+
+
+def run_fold(config: Config, plan: CrossvalPlan, fold: int, directory: Path, progress: bool, log: Log) -> dict:
+    """One fold: train (or resume), predict the test fold, score it with and without overlapping gold."""
+    result_path = directory / "result.json"
+    if result_path.exists():
+        log(f"fold {fold}: finished already ({result_path})")
+        return json.loads(result_path.read_text(encoding="utf-8"))
+    train_file, test_file = plan.files(fold)
+    training_part, test = _read_fold(config, fold, train_file, test_file)
+    test_without_overlaps, test_overlaps = resolve_all(test, config.data.overlap_policy)
+    log(
+        f"fold {fold}: the overlap policy removes {_counts(training_part.overlaps)} from training;"
+        f" the test fold holds {_counts(test_overlaps)} that BIO cannot represent"
+    )
+    fold_config, dev_documents = _fold_config(config, plan, train_file, training_part.documents, directory)
+    log(f"fold {fold}: training into {directory}")
+    metrics = train(fold_config, directory, resume=True, progress=progress, log=log)
+    loaded = load_model(directory / "model", device=pick_device(config.training.device))
+    predicted = predict_documents(loaded.model, loaded.featurizer, test)
+    labels = loaded.model.labels
+    full = evaluate(test, predicted, labels.entity_types, labels.relation_types)
+    reduced = evaluate(test_without_overlaps, predicted, labels.entity_types, labels.relation_types)
+    result = {
+        "fold": fold,
+        "train_file": train_file,
+        "test_file": test_file,
+        "training_part_documents": len(training_part.documents),
+        "dev_documents": dev_documents,
+        "test_documents": len(test),
+        "overlaps": {
+            "policy": config.data.overlap_policy,
+            "train_removed": asdict(training_part.overlaps),
+            "test_unrepresentable": asdict(test_overlaps),
+        },
+        "training": metrics["training"],
+        "test": full.to_dict(),
+        "test_without_overlaps": reduced.to_dict(),
+    }
+    write_text_atomically(result_path, json.dumps(result, indent=2) + "\n")
+    log(
+        f"fold {fold}: test NER {full.strict.ner.macro.f1:.2f} RE {full.strict.re.macro.f1:.2f} (strict macro F1),"
+        f" NER {full.strict.ner.micro.f1:.2f} RE {full.strict.re.micro.f1:.2f} (micro)"
+    )
+    return result
+
+
+def _read_fold(config: Config, fold: int, train_file: str, test_file: str) -> tuple[Split, list[Document]]:
+    """The training part after the overlap policy, and the full test gold, read as the trainer reads them
+    (empty sentences, size limits)."""
+    for name in (train_file, test_file):
+        if not resolve_data_path(name).is_file():
+            raise FileNotFoundError(f"fold {fold}: {resolve_data_path(name)} does not exist")
+    reading = config.with_overrides(
+        {
+            "data.train": train_file,
+            "data.dev": None,
+            "data.test": test_file,
+            "data.train_dev": None,
+            "training.protocol": "dev",  # only so that the copy validates without train_dev
+        }
+    )
+    datasets = load_datasets(reading, log=lambda _: None)
+    return datasets.splits["train"], datasets.splits["test"].documents
+
+
+def _fold_config(
+    config: Config, plan: CrossvalPlan, train_file: str, training_part: list[Document], directory: Path
+) -> tuple[Config, int]:
+    """The fold's training configuration, and how many documents it holds out as dev."""
+    changes: dict[str, Any] = {
+        "data.train": train_file,
+        "data.dev": None,
+        "data.test": None,  # the fold is scored by run_fold, against both gold versions
+        "data.train_dev": train_file if config.training.protocol == "retrain" else None,
+    }
+    if not holds_out_dev(config, plan):
+        return config.with_overrides(changes), 0
+    rest, dev = split_dev(training_part, plan.dev_fraction, plan.dev_seed)
+    # Written after the overlap policy, which the trainer would apply to them anyway.
+    write_json(rest, directory / "data" / "train.json")
+    write_json(dev, directory / "data" / "dev.json")
+    changes |= {"data.train": str(directory / "data" / "train.json"), "data.dev": str(directory / "data" / "dev.json")}
+    return config.with_overrides(changes), len(dev)
+
+
+def summarise_folds(results: Sequence[dict[str, Any]], score_without_overlaps: bool = False) -> dict[str, Any]:
+    """Mean and sample sd over folds of the strict test scores (percent), per-fold numbers, overlap counts."""
+    scores = summarise([(r["fold"], r) for r in results])
+    del scores["seeds"]  # the per-fold records below name the folds
+    summary: dict[str, Any] = {
+        **scores,
+        "folds": [_fold_record(r, score_without_overlaps) for r in results],
+        "overlaps": {
+            "policy": results[0]["overlaps"]["policy"],
+            "train_removed_total": _total(r["overlaps"]["train_removed"] for r in results),
+            "test_unrepresentable_total": _total(r["overlaps"]["test_unrepresentable"] for r in results),
+        },
+    }
+    if score_without_overlaps:
+        reduced = summarise([(r["fold"], {**r, "test": r["test_without_overlaps"]}) for r in results])
+        summary["without_overlaps"] = {k: v for k, v in reduced.items() if k.endswith(("_mean", "_sd", "_runs"))}
+    return summary
+
+
+def _fold_record(result: dict[str, Any], score_without_overlaps: bool) -> dict[str, Any]:
+    training = result["training"]
+    record = {
+        "fold": result["fold"],
+        **_f1s(result["test"]),
+        "epochs_run": training["epochs_run"],
+        "tested_epoch": training["best_epoch"],  # the best dev epoch, or the last of a fixed-length run
+        "test_documents": result["test_documents"],
+        "train_overlaps_removed": result["overlaps"]["train_removed"],
+        "test_overlaps_unrepresentable": result["overlaps"]["test_unrepresentable"],
+    }
+    if score_without_overlaps:
+        record["without_overlaps"] = _f1s(result["test_without_overlaps"])
+    return record
+
+
+def _f1s(test: dict[str, Any]) -> dict[str, float]:
+    strict = test["strict"]
+    return {
+        f"{task}_{average}_f1": round(strict[task][average]["f1"], 2)
+        for task in ("ner", "re")
+        for average in ("micro", "macro")
+    }
+
+
+def _total(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total = OverlapStats()
+    for c in counts:
+        total += OverlapStats(**c)
+    return asdict(total)
+
+
+def _counts(stats: OverlapStats) -> str:
+    return f"{stats.entities_removed} entities and {stats.relations_removed} relations"
+
+
+def _comparable(config: Config) -> dict[str, Any]:
+    """The configuration a resumed fold must share: not where it runs, nor the data files folds replace."""
+    tree = config.to_dict()
+    for key in ("device", "num_threads"):
+        del tree["training"][key]
+    for key in ("train", "dev", "test", "train_dev"):
+        del tree["data"][key]
+    return tree
+
+
+def _check_settings(runs: Path, config: Config, plan: CrossvalPlan) -> None:
+    """Record the settings on the first call; later calls on the same runs must use the same ones."""
+    settings = {"config": _comparable(config), **plan.settings()}
+    path = runs / "crossval.json"
+    if not path.exists():
+        write_text_atomically(path, json.dumps(settings, indent=2) + "\n")
+        return
+    started = json.loads(path.read_text(encoding="utf-8"))
+    current = json.loads(json.dumps(settings))  # the same JSON types as the stored copy
+    differing = sorted(set(_flatten(started).items()) ^ set(_flatten(current).items()))
+    if differing:
+        keys = ", ".join(dict.fromkeys(key for key, _ in differing))
+        raise ValueError(f"{path}: {runs} was started with other settings ({keys}); use a new runs directory")
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value)
+    return flat

@@ -1,0 +1,248 @@
+"""Cross-validation: per-fold runs on tiny folds, mean ± sd over folds, resumption, overlap counts."""
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from deeprel.config import load_config
+from deeprel.data.readers import read_documents, write_json
+from deeprel.data.tagging import overlapping_pairs
+from deeprel.data.types import Document, Entity, Relation
+from deeprel.experiments import crossval
+from deeprel.experiments.crossval import CrossvalPlan, parse_folds, run_crossval, split_dev, summarise_folds
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# keep_longest drops the nested Adverse-Effect [2, 3) and its relation.
+TRAIN_OVERLAP = Document(
+    ("aspirin", "caused", "severe", "rash", "today"),
+    (Entity("Drug", 0, 1), Entity("Adverse-Effect", 1, 4), Entity("Adverse-Effect", 2, 3)),
+    (Relation("Adverse-Effect", 1, 0), Relation("Adverse-Effect", 2, 0)),
+    doc_id="train-overlap",
+)
+# Two spans of equal length sharing a token: keep_longest keeps the earlier, the Drug and the relation go.
+TEST_OVERLAP = Document(
+    ("renal", "failure", "lithium", "use"),
+    (Entity("Adverse-Effect", 0, 2), Entity("Drug", 1, 3)),
+    (Relation("Adverse-Effect", 0, 1),),
+    doc_id="test-overlap",
+)
+
+
+@pytest.fixture(scope="module")
+def folds(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two folds of ADE sentences without overlaps, plus one hand-made overlapping sentence in each part."""
+    clean = [
+        d for d in read_documents(data_dir / "datasets/ade/ade_full.json")[:80] if not overlapping_pairs(d.entities)
+    ]
+    folder = tmp_path_factory.mktemp("folds")
+    for fold in (0, 1):
+        test = clean[fold * 6 : fold * 6 + 6]
+        train = [d for d in clean[:40] if d not in test]
+        write_json([*train, TRAIN_OVERLAP], folder / f"split_{fold}_train.json")
+        write_json([*test, TEST_OVERLAP], folder / f"split_{fold}_test.json")
+    return folder
+
+
+@pytest.fixture()
+def config(tiny_config, folds: Path):
+    """Chars and casing only, tiny layers, retrain protocol: a fold trains in about a second."""
+    return tiny_config.with_overrides(
+        {
+            "data.types": "datasets/ade/ade_types.json",
+            "data.dev": None,
+            "data.train_dev": str(folds / "split_0_train.json"),
+            "data.max_train_documents": None,
+            "data.max_eval_documents": None,
+            "embeddings.contextual.enabled": False,
+            "embeddings.static.enabled": False,
+            "model.hidden_size": 8,
+            "model.ner_hidden_size": 8,
+            "model.re_hidden_size": 8,
+            "training.protocol": "retrain",
+            "training.max_epochs": 2,
+            "training.patience": 2,
+        }
+    )
+
+
+def _plan(folds: Path, which: tuple[int, ...], **changes) -> CrossvalPlan:
+    return CrossvalPlan(
+        folds=which,
+        train_pattern=str(folds / "split_{fold}_train.json"),
+        test_pattern=str(folds / "split_{fold}_test.json"),
+        **{"dev_fraction": 0.25, **changes},
+    )
+
+
+def test_parse_folds() -> None:
+    assert parse_folds("0-9") == tuple(range(10))
+    assert parse_folds("0-2,7") == (0, 1, 2, 7)
+    assert parse_folds("3") == (3,)
+    for bad, message in (("3-1", "backwards"), ("a", "neither"), ("1,1", "twice")):
+        with pytest.raises(ValueError, match=message):
+            parse_folds(bad)
+
+
+def test_plan_checks_its_patterns_and_dev_fraction() -> None:
+    with pytest.raises(ValueError, match="placeholder"):
+        CrossvalPlan(train_pattern="datasets/ade/train.json")
+    with pytest.raises(ValueError, match="dev fraction"):
+        CrossvalPlan(dev_fraction=1.0)
+    assert CrossvalPlan().files(3) == ("datasets/ade/ade_split_3_train.json", "datasets/ade/ade_split_3_test.json")
+
+
+def test_split_dev_is_seeded_disjoint_and_keeps_order() -> None:
+    documents = [Document(("w",), doc_id=str(i)) for i in range(20)]
+    rest, dev = split_dev(documents, 0.1, seed=1)
+    assert len(dev) == 2 and len(rest) == 18
+    assert {d.doc_id for d in rest} | {d.doc_id for d in dev} == {str(i) for i in range(20)}
+    assert [int(d.doc_id) for d in rest] == sorted(int(d.doc_id) for d in rest)
+    assert split_dev(documents, 0.1, seed=1) == (rest, dev)
+    assert split_dev(documents, 0.1, seed=2)[1] != dev
+    with pytest.raises(ValueError, match="cannot hold out"):
+        split_dev(documents[:1], 0.5, seed=1)
+
+
+def _result(fold: int, ner_macro: float, re_macro: float, seconds: float) -> dict:
+    def prf(f1: float) -> dict:
+        return {"precision": f1 + 1, "recall": f1 - 1, "f1": f1}
+
+    scores = {
+        "strict": {
+            "ner": {"micro": prf(ner_macro + 2), "macro": prf(ner_macro)},
+            "re": {"micro": prf(re_macro), "macro": prf(re_macro)},
+        }
+    }
+    overlaps = {"documents_affected": fold + 1, "entities_removed": fold + 1, "relations_removed": 2 * fold}
+    return {
+        "fold": fold,
+        "test_documents": 10,
+        "overlaps": {"policy": "keep_longest", "train_removed": overlaps, "test_unrepresentable": overlaps},
+        "training": {
+            "trainable_parameters": 7,
+            "train_seconds": seconds,
+            "epochs_run": 4,
+            "best_epoch": 4,
+            "selection": {"best_epoch": 4, "train_seconds": seconds},
+        },
+        "test": scores,
+        "test_without_overlaps": {
+            "strict": {task: {avg: prf(v["f1"] + 1) for avg, v in s.items()} for task, s in scores["strict"].items()}
+        },
+    }
+
+
+def test_summary_is_mean_and_sample_sd_over_folds() -> None:
+    results = [_result(0, 80.0, 60.0, 30), _result(1, 84.0, 70.0, 60), _result(2, 85.0, 62.0, 90)]
+    summary = summarise_folds(results, score_without_overlaps=True)
+    assert summary["ner_macro_f1_mean"] == 83.0
+    assert summary["ner_macro_f1_sd"] == round(statistics.stdev([80, 84, 85]), 2) == 2.65
+    assert summary["re_macro_f1_mean"] == 64.0 and summary["re_macro_f1_sd"] == round(statistics.stdev([60, 70, 62]), 2)
+    assert summary["ner_micro_f1_mean"] == 85.0 and summary["re_micro_f1_mean"] == 64.0
+    assert summary["ner_macro_f1_runs"] == [80.0, 84.0, 85.0]
+    assert [f["fold"] for f in summary["folds"]] == [0, 1, 2]
+    assert summary["folds"][1]["ner_macro_f1"] == 84.0 and summary["folds"][1]["re_micro_f1"] == 70.0
+    assert summary["overlaps"]["train_removed_total"] == {
+        "documents_affected": 6,
+        "entities_removed": 6,
+        "relations_removed": 6,
+    }
+    assert summary["without_overlaps"]["ner_macro_f1_mean"] == 84.0
+    assert summary["folds"][0]["without_overlaps"]["re_macro_f1"] == 61.0
+    # Selection and retraining both count: (30 + 30, 60 + 60, 90 + 90) seconds.
+    assert summary["train_minutes_per_run"] == 2.0 and summary["trainable_parameters"] == 7
+    assert "seeds" not in summary and "without_overlaps" not in summarise_folds(results)
+
+
+def test_two_folds_train_resume_and_count_overlaps(config, folds: Path, tmp_path: Path, monkeypatch) -> None:
+    runs = tmp_path / "runs"
+    first = run_crossval(config, runs, _plan(folds, (0,)), log=lambda _: None)
+    fold0 = runs / "fold-0" / "result.json"
+    stamp = fold0.stat().st_mtime_ns
+    assert len(first["folds"]) == 1 and (runs / "fold-0" / "data" / "dev.json").is_file()
+
+    def stop_in_epoch_2(message: str) -> None:
+        if message.startswith("epoch 2:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_crossval(config, runs, _plan(folds, (0, 1)), log=stop_in_epoch_2)
+    assert (runs / "fold-1" / "checkpoint-select").is_dir() and not (runs / "fold-1" / "result.json").exists()
+
+    trained = []
+    real_train = crossval.train
+    monkeypatch.setattr(crossval, "train", lambda c, out, **kw: trained.append(out) or real_train(c, out, **kw))
+    logged: list[str] = []
+    summary = run_crossval(config, runs, _plan(folds, (0, 1)), score_without_overlaps=True, log=logged.append)
+    assert trained == [runs / "fold-1"]  # the finished fold is not trained again
+    assert fold0.stat().st_mtime_ns == stamp
+    assert any(line.startswith("fold 0: finished already") for line in logged)
+    assert "resumed phase 'select' after epoch 1" in logged
+
+    results = [json.loads((runs / f"fold-{i}" / "result.json").read_text()) for i in (0, 1)]
+    assert [f["fold"] for f in summary["folds"]] == [0, 1]
+    for key in ("ner_micro_f1", "ner_macro_f1", "re_micro_f1", "re_macro_f1"):
+        task, average, _ = key.split("_")
+        values = [r["test"]["strict"][task][average]["f1"] for r in results]
+        assert summary[f"{key}_mean"] == round(statistics.mean(values), 2)
+        assert summary[f"{key}_sd"] == round(statistics.stdev(values), 2)
+    for result in results:
+        assert result["training_part_documents"] == 35 and result["dev_documents"] == 9
+        assert result["test_documents"] == 7
+        assert result["overlaps"]["train_removed"] == {
+            "documents_affected": 1,
+            "entities_removed": 1,
+            "relations_removed": 1,
+        }
+        assert result["overlaps"]["test_unrepresentable"] == {
+            "documents_affected": 1,
+            "entities_removed": 1,
+            "relations_removed": 1,
+        }
+        full, reduced = result["test"]["strict"], result["test_without_overlaps"]["strict"]
+        assert full["ner"]["micro"]["support"] - reduced["ner"]["micro"]["support"] == 1
+        assert full["re"]["micro"]["support"] - reduced["re"]["micro"]["support"] == 1
+        assert result["training"]["selection"]["train_documents"] == 26  # the dev part is held out
+        assert result["training"]["train_documents"] == 35  # retrained on the whole training part
+    assert summary["overlaps"]["test_unrepresentable_total"]["entities_removed"] == 2
+    assert summary["trainable_parameters"] > 0 and "without_overlaps" in summary
+
+
+def test_a_rerun_with_other_settings_is_refused(config, folds: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    (runs / "fold-0").mkdir(parents=True)
+    (runs / "fold-0" / "result.json").write_text(json.dumps(_result(0, 80.0, 60.0, 30)))
+    run_crossval(config, runs, _plan(folds, (0,)), log=lambda _: None)  # reuses the finished fold
+    with pytest.raises(ValueError, match="dev_fraction"):
+        run_crossval(config, runs, _plan(folds, (0,), dev_fraction=0.5), log=lambda _: None)
+    with pytest.raises(ValueError, match="model.hidden_size"):
+        run_crossval(config.with_overrides({"model.hidden_size": 4}), runs, _plan(folds, (0,)), log=lambda _: None)
+
+
+def test_missing_fold_files_and_impossible_protocols_are_clear_errors(config, folds: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="fold 7: .*split_7_train.json"):
+        run_crossval(config, tmp_path / "a", _plan(folds, (7,)), log=lambda _: None)
+    with pytest.raises(ValueError, match="retrain_epochs"):
+        run_crossval(config, tmp_path / "b", _plan(folds, (0,), dev_fraction=0.0), log=lambda _: None)
+
+
+def test_fixed_epochs_without_dev(config, folds: Path, tmp_path: Path) -> None:
+    fixed = config.with_overrides({"training.protocol": "dev", "training.max_epochs": 2, "data.train_dev": None})
+    summary = run_crossval(fixed, tmp_path, _plan(folds, (1,), dev_fraction=0.0), log=lambda _: None)
+    assert summary["folds"][0]["epochs_run"] == 2 and summary["folds"][0]["tested_epoch"] == 2
+    assert "a fixed 2 epochs" in summary["protocol"]["epochs"]
+    assert not (tmp_path / "fold-1" / "data").exists()
+
+
+def test_ade_config_names_existing_folds(data_dir: Path) -> None:
+    config = load_config(ROOT / "configs" / "ade.toml")
+    assert config.training.protocol == "retrain" and config.embeddings.contextual.mode == "frozen"
+    assert (config.model.shared_depth, config.model.ner_depth, config.model.re_depth) == (1, 1, 2)
+    plan = CrossvalPlan()
+    for fold in plan.folds:
+        for name in plan.files(fold):
+            assert (data_dir / name).is_file(), name
+    assert (config.data.train, config.data.test) == plan.files(0)
