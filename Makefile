@@ -28,3 +28,18 @@ test: setup
 
 benchmark: setup
 	$(BIN)/python benchmarks/speed.py --model $(MODEL) --output docs/results/speed.json
+
+# deeprel extract beside a spaCy NER pipeline (blank English + NER trained by spaCy's CLI on CoNLL04):
+# sentences/second on this CPU and NER F1 on the test set. The spaCy model is trained once, into runs/spacy-ner.
+.PHONY: spacy-benchmark
+SPACY_NER ?= runs/spacy-ner
+REPEAT ?= 10
+SPACY_RESULT ?= docs/results/extract_vs_spacy.json
+spacy-benchmark: setup
+	@test -n "$(MODEL)" || { echo "usage: make spacy-benchmark MODEL=<deeprel model directory>"; exit 2; }
+	test -d $(SPACY_NER)/model-best || $(BIN)/python benchmarks/spacy_ner/prepare.py --output $(SPACY_NER)/corpus
+	test -d $(SPACY_NER)/model-best || $(BIN)/python -m spacy train benchmarks/spacy_ner/config.cfg \
+		--output $(SPACY_NER) --gpu-id -1 --nlp.lang en \
+		--paths.train $(SPACY_NER)/corpus/train.spacy --paths.dev $(SPACY_NER)/corpus/dev.spacy
+	$(BIN)/python benchmarks/extract_vs_spacy.py --model $(MODEL) --spacy-model $(SPACY_NER)/model-best \
+		--repeat $(REPEAT) --output $(SPACY_RESULT)

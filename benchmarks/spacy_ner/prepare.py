@@ -1,0 +1,93 @@
+"""CoNLL04 as training data for spaCy's CLI: our Documents to spaCy Docs and back, saved as DocBin files.
+
+    python benchmarks/spacy_ner/prepare.py --output runs/spacy-ner/corpus
+
+writes ``train.spacy`` and ``dev.spacy`` there, for
+``python -m spacy train benchmarks/spacy_ner/config.cfg --paths.train .../train.spacy --paths.dev .../dev.spacy``.
+Tokens are kept exactly as given (spaCy does not re-tokenise them: the config reads the corpora with
+``gold_preproc``), entities are set by token index, and overlapping entities are resolved with the same
+policy as deeprel's training (``keep_longest``; CoNLL04 has essentially none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import get_args
+
+import spacy
+from spacy.tokens import Doc, DocBin, Span
+from spacy.vocab import Vocab
+
+from deeprel.config import resolve_data_path
+from deeprel.data.readers import read_documents
+from deeprel.data.tagging import OverlapPolicy, OverlapStats, resolve_all
+from deeprel.data.types import Document, Entity
+
+
+def to_spacy_doc(document: Document, vocab: Vocab) -> Doc:
+    """The document's tokens, joined by single spaces as deeprel joins pre-tokenised input, with its
+    entities as ``doc.ents``. Overlapping entities raise ``ValueError`` (spaCy's ents cannot nest)."""
+    tokens = list(document.tokens)
+    doc = Doc(vocab, words=tokens, spaces=[i < len(tokens) - 1 for i in range(len(tokens))])
+    doc.ents = [Span(doc, entity.start, entity.end, label=entity.type) for entity in document.entities]
+    return doc
+
+
+def from_spacy_doc(doc: Doc, doc_id: str = "") -> Document:
+    """A spaCy Doc's tokens and entities (``doc.ents``, by token index) as a deeprel Document."""
+    return Document(
+        tokens=tuple(token.text for token in doc),
+        entities=tuple(Entity(span.label_, span.start, span.end) for span in doc.ents),
+        doc_id=doc_id,
+    )
+
+
+def to_docbin(documents: Iterable[Document], policy: OverlapPolicy) -> tuple[DocBin, OverlapStats]:
+    """All documents in one DocBin, after removing overlapping entities with ``policy``."""
+    resolved, stats = resolve_all(documents, policy)
+    vocab = spacy.blank("en").vocab
+    return DocBin(docs=(to_spacy_doc(document, vocab) for document in resolved)), stats
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    """deeprel.atomic writes text; a DocBin is bytes, so the same temporary-file-and-rename by hand."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; the data file should not be
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", required=True, type=Path, help="Folder for train.spacy and dev.spacy.")
+    parser.add_argument("--train", default="datasets/conll04/conll04_train.json")
+    parser.add_argument("--dev", default="datasets/conll04/conll04_dev.json")
+    parser.add_argument("--overlap-policy", choices=get_args(OverlapPolicy), default="keep_longest")
+    args = parser.parse_args()
+
+    for split, source in (("train", args.train), ("dev", args.dev)):
+        documents = read_documents(resolve_data_path(source))
+        docbin, stats = to_docbin(documents, args.overlap_policy)
+        target = args.output / f"{split}.spacy"
+        write_bytes_atomically(target, docbin.to_bytes())
+        entities = sum(len(d.entities) for d in documents) - stats.entities_removed
+        print(
+            f"{split}: {len(docbin)} documents, {entities} entities "
+            f"({args.overlap_policy} removed {stats.entities_removed}) -> {target}"
+        )
+
+
+if __name__ == "__main__":
+    main()
