@@ -85,3 +85,65 @@ def test_add_result_keeps_other_names_and_command_is_pasteable(tmp_path):
     add_result(path, "a", {"v": 3})
     assert json.loads(path.read_text()) == {"a": {"v": 3}, "b": {"v": 2}}
     assert command_line(["deeprel", "seeds", "--set", "a=b c"]) == "deeprel seeds --set 'a=b c'"
+
+
+def _folds_summary() -> dict:
+    summary = _summary(88.0, 80.0, sd=2.0)
+    del summary["seeds"]
+    summary["folds"] = [
+        {"fold": i, "ner_macro_f1": 88.0, "re_macro_f1": 80.0, "ner_micro_f1": 88.5, "re_micro_f1": 79.0}
+        | {"tested_epoch": 7}
+        for i in range(2)
+    ]
+    summary["overlaps"] = {
+        "policy": "keep_longest",
+        "train_removed_total": {"entities_removed": 216, "relations_removed": 350},
+        "test_unrepresentable_total": {"entities_removed": 24, "relations_removed": 39},
+    }
+    summary["train_minutes_per_run"] = 12.5
+    return summary
+
+
+def test_ade_section_reports_folds_overlaps_and_the_macro_gap(tmp_path):
+    add_result(tmp_path / "ade.json", "frozen", _folds_summary())
+    page = render_report(tmp_path)
+    assert "| frozen | 2 | **88.00 ± 2.00** | **80.00 ± 2.00** | 88.00 ± 2.00 | 80.00 ± 2.00 | 1,000 | 12.50 |" in page
+    assert "216 entities and 350 relations" in page and "24 gold entities and 39 gold relations" in page
+    assert "| 1 | 88.00 | 80.00 | 88.50 | 79.00 | 7 |" in page
+    assert "| re macro F1 | 83.74 | 78.84 | 80.00 ± 2.00 | −3.74 (frozen) |" in page
+
+
+def test_ablation_section_shows_paired_differences_and_variants_not_run(tmp_path):
+    tuned = {**_summary(86.0, 64.0), "status": "done", "depths": {"shared": 1, "ner": 1, "re": 2}}
+    flat = {
+        **_summary(85.0, 61.0),
+        "status": "done",
+        "depths": {"shared": 3, "ner": 0, "re": 0},
+        "difference_to_tuned": {
+            "ner_micro_f1": {"mean": -1.0, "sd": 0.5, "runs": []},
+            "re_micro_f1": {"mean": -3.0, "sd": 1.25, "runs": []},
+        },
+    }
+    skipped = {"status": "not run", "reason": "the tuned model does not use casing", "command": "deeprel ablate x"}
+    add_result(tmp_path / "ablation.json", "conll04", {"tuned": tuned, "no_task_layers": flat, "no_casing": skipped})
+    page = render_report(tmp_path)
+    assert "| tuned | 1, 1, 2 | 3 | 86.00 ± 1.00 | 64.00 ± 1.00 | – | – |" in page
+    assert "| no_task_layers | 3, 0, 0 | 3 | 85.00 ± 1.00 | 61.00 ± 1.00 | −1.00 ± 0.50 | −3.00 ± 1.25 |" in page
+    assert "not run: the tuned model does not use casing" in page
+
+
+def test_tuning_section_lists_best_trial_and_depths(tmp_path):
+    summary = {
+        "objective": "re_micro_f1",
+        "trials": {"COMPLETE": 3, "PRUNED": 1, "FAIL": 0},
+        "best_trial": 2,
+        "best_value": 66.5,
+        "best_params": {"model.shared_depth": 2, "training.learning_rate": 0.0005},
+        "by_depths": [{"s": 2, "t_e": 0, "t_r": 1, "trials": 2, "best": 66.5}],
+        "command": "deeprel tune configs/conll04.toml --study-dir runs/t",
+    }
+    add_result(tmp_path / "tuning.json", "conll04", summary)
+    page = render_report(tmp_path)
+    assert "trials: 3 complete, 1 pruned" in page
+    assert "Best trial 2: 66.50, with `model.shared_depth` = 2, `training.learning_rate` = 0.0005." in page
+    assert "| 2 | 0 | 1 | 2 | 66.50 |" in page

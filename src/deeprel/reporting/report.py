@@ -70,7 +70,7 @@ def _number(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:.2f}"
+        return f"{value:.2f}" if value == 0 or abs(value) >= 0.01 else f"{value:.2g}"  # learning rates
     return str(value)
 
 
@@ -187,6 +187,95 @@ def levers(results: dict[str, Any]) -> list[str]:
     ] + _commands(results)
 
 
+# --- depth search, ADE, ablation ------------------------------------------------------------------
+
+
+def tuning(results: dict[str, Any]) -> list[str]:
+    """One `deeprel tune` summary per study: the best trial and the best dev score per depth triple."""
+    lines: list[str] = []
+    for name, s in results.items():
+        counts = ", ".join(f"{n} {state.lower()}" for state, n in s["trials"].items() if n)
+        lines += [f"**{name}** (objective on dev: `{s['objective']}`; trials: {counts}).", ""]
+        if s["best_trial"] is not None:
+            params = ", ".join(f"`{k}` = {_number(v)}" for k, v in s["best_params"].items())
+            lines += [f"Best trial {s['best_trial']}: {s['best_value']:.2f}, with {params}.", ""]
+        lines += _table(
+            ["s", "t_e", "t_r", "finished trials", "best dev score"],
+            [[str(d["s"]), str(d["t_e"]), str(d["t_r"]), str(d["trials"]), f"{d['best']:.2f}"] for d in s["by_depths"]],
+        )
+        lines += [""]
+    return lines + ["Commands:", ""] + _commands(results)
+
+
+def ade(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, s in results.items():
+        rows.append(
+            [name, str(len(s["folds"]))]
+            + [pm(s, key, bold="macro" in key) for key in ("ner_macro_f1", "re_macro_f1")]
+            + [pm(s, key) for key in ("ner_micro_f1", "re_micro_f1")]
+            + [_number(s["trainable_parameters"]), _number(s.get("train_minutes_per_run"))]
+        )
+    header = ["run", "folds", "**NER macro F1**", "**RE macro F1**", "NER micro F1", "RE micro F1"]
+    lines = _table(header + ["trainable parameters", "minutes per fold"], rows)
+    for name, s in results.items():
+        overlaps = s["overlaps"]
+        removed, unrepresentable = overlaps["train_removed_total"], overlaps["test_unrepresentable_total"]
+        lines += [
+            "",
+            f"**{name}**, overlapping entities (policy `{overlaps['policy']}`): removed from training, summed over"
+            f" folds, {removed['entities_removed']} entities and {removed['relations_removed']} relations; the test"
+            f" folds hold {unrepresentable['entities_removed']} gold entities and"
+            f" {unrepresentable['relations_removed']} gold relations that BIO tagging cannot represent (scored as"
+            " missed: we evaluate against the full gold set).",
+        ]
+        if "without_overlaps" in s:
+            w = s["without_overlaps"]
+            lines += [
+                f"Scored instead against gold with those removed (the convention of Bekoulis and Crone): NER macro"
+                f" {pm(w, 'ner_macro_f1')}, RE macro {pm(w, 're_macro_f1')}."
+            ]
+        lines += [""] + _table(
+            ["fold", "NER macro", "RE macro", "NER micro", "RE micro", "epoch tested"],
+            [
+                [str(f["fold"])]
+                + [f"{f[k]:.2f}" for k in ("ner_macro_f1", "re_macro_f1", "ner_micro_f1", "re_micro_f1")]
+                + [str(f["tested_epoch"])]
+                for f in s["folds"]
+            ],
+        )
+    lines += ["", "Compared with the papers (ADE, 10-fold, strict, macro):", ""]
+    lines += _paper_comparison("ade", results, ["ner_macro_f1", "re_macro_f1"])
+    return lines + ["", "Commands:", ""] + _commands(results)
+
+
+def ablation(results: dict[str, Any]) -> list[str]:
+    """Per dataset, each variant beside `tuned`, with the paired per-seed (or per-fold) differences."""
+    lines: list[str] = []
+    for dataset, variants in results.items():
+        rows = []
+        for name, v in variants.items():
+            if v["status"] != "done":
+                rows.append([name, "–", "not run: " + v["reason"]] + ["–"] * 4)
+                continue
+            d = v["depths"]
+            depths = f"{d['shared']}, {d['ner']}, {d['re']}" if "shared" in d else ", ".join(map(str, d.values()))
+            runs = len(v.get("seeds", v.get("folds", [])))
+            diff = v.get("difference_to_tuned", {})
+            rows.append(
+                [name, depths, str(runs)]
+                + [pm(v, key) for key in ("ner_micro_f1", "re_micro_f1")]
+                + [
+                    "–" if name == "tuned" else f"{_signed(diff[key]['mean'])} ± {diff[key]['sd']:.2f}"
+                    for key in ("ner_micro_f1", "re_micro_f1")
+                ]
+            )
+        header = ["variant", "s, t_e, t_r", "runs", "NER micro F1", "RE micro F1", "Δ NER vs tuned", "Δ RE vs tuned"]
+        lines += [f"**{dataset}**", ""] + _table(header, rows) + [""]
+    commands = {f"{d}/{n}": v for d, variants in results.items() for n, v in variants.items()}
+    return lines + ["Commands:", ""] + _commands(commands)
+
+
 # --- speed ---------------------------------------------------------------------------------------
 
 
@@ -209,6 +298,9 @@ SECTIONS = [
     Section("CoNLL04 test set, paper defaults, three seeds", "conll04.json", "conll04", conll04),
     Section("Relation threshold, chosen on dev", "thresholds.json", "thresholds", thresholds),
     Section("Single-seed levers: scalar mix, static vectors", "levers.json", "levers", levers),
+    Section("Depth and hyperparameter search (Optuna)", "tuning.json", "tuning", tuning),
+    Section("ADE, 10-fold cross-validation", "ade.json", "ade", ade),
+    Section("Ablation: task-specific layers and input parts", "ablation.json", "ablation", ablation),
     Section("Speed on this CPU", "speed.json", "speed", speed),
 ]
 
