@@ -258,5 +258,280 @@ def report(results_dir: Path, output: Path, check: bool) -> None:
     click.echo(f"wrote {output}")
 
 
+@main.command()
+@click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--runs", type=click.Path(file_okay=False, path_type=Path), required=True, help="One run directory per fold."
+)
+@click.option("--folds", default="0-9", show_default=True, help="Folds to run, e.g. 0-9, 0,3 or 0-2,7.")
+@click.option("--train-pattern", help="A fold's training file, {fold} its number [ADE's ade_split_{fold}_train.json].")
+@click.option("--test-pattern", help="A fold's test file, {fold} its number [ADE's ade_split_{fold}_test.json].")
+@click.option(
+    "--dev-fraction", type=float, help="Share of each training part held out to choose the epochs; 0: fixed [0.1]."
+)
+@click.option(
+    "--score-without-overlaps", is_flag=True, help="Also report scores against gold with the overlap policy applied."
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add the summary to.")
+@click.option("--name", help="Key of the summary in --results (e.g. frozen).")
+def crossval(
+    config_path: Path,
+    runs: Path,
+    folds: str,
+    train_pattern: str | None,
+    test_pattern: str | None,
+    dev_fraction: float | None,
+    score_without_overlaps: bool,
+    overrides: tuple[str, ...],
+    results: Path | None,
+    name: str | None,
+) -> None:
+    """K-fold cross-validation (ADE): train and test each fold; mean and sd of the strict scores over folds."""
+    from deeprel.experiments.crossval import CrossvalPlan, parse_folds, run_crossval
+    from deeprel.reporting.results import add_result, command_line
+
+    if results is not None and not name:
+        raise click.UsageError("--results needs --name")
+    config = load_config(config_path).with_overrides(dict(parse_override(o) for o in overrides))
+    given = {"train_pattern": train_pattern, "test_pattern": test_pattern, "dev_fraction": dev_fraction}
+    plan = CrossvalPlan(folds=parse_folds(folds), **{k: v for k, v in given.items() if v is not None})
+    summary = run_crossval(config, runs, plan, score_without_overlaps, log=lambda m: click.echo(m, err=True))
+    summary["command"] = command_line()
+    click.echo(json.dumps(summary, indent=2))
+    if results is not None:
+        add_result(results, name, summary)
+
+
+@main.command()
+@click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--runs",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Runs go under RUNS/DATASET/VARIANT/.",
+)
+@click.option("--dataset", type=click.Choice(["conll04", "ade"]), required=True)
+@click.option(
+    "--variants",
+    help="Comma-separated: tuned, no_task_layers, no_shared, no_contextual, no_static, no_chars, no_casing"
+    " [conll04: all; ade: the first three]. tuned is always run.",
+)
+@click.option("--seeds", default="1,2,3", show_default=True, help="CoNLL04: comma-separated seeds per variant.")
+@click.option("--folds", default="0-9", show_default=True, help="ADE: folds per variant, e.g. 0-9 or 0-2.")
+@click.option("--select-once", is_flag=True, help="CoNLL04: pick the epochs on dev with the first seed only.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@click.option(
+    "--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add the entries to (per dataset)."
+)
+def ablate(
+    config_path: Path,
+    runs: Path,
+    dataset: str,
+    variants: str | None,
+    seeds: str,
+    folds: str,
+    select_once: bool,
+    overrides: tuple[str, ...],
+    results: Path | None,
+) -> None:
+    """Ablation of a tuned config: without task-specific layers, without shared layers, without one input."""
+    from deeprel.experiments.ablation import run_ablation, store_ablation
+    from deeprel.experiments.crossval import CrossvalPlan, parse_folds
+    from deeprel.reporting.results import command_line
+
+    config = load_config(config_path).with_overrides(dict(parse_override(o) for o in overrides))
+    entries = run_ablation(
+        config,
+        dataset,
+        runs,
+        variants=[v.strip() for v in variants.split(",")] if variants else None,
+        seeds=[int(s) for s in seeds.split(",")],
+        plan=CrossvalPlan(folds=parse_folds(folds)),
+        select_once=select_once,
+        command=command_line(),
+        log=lambda m: click.echo(m, err=True),
+    )
+    click.echo(json.dumps(entries, indent=2))
+    if results is not None:
+        store_ablation(results, dataset, entries)
+
+
+@main.command()
+@click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--study-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Trials (trials/<number>/), the default SQLite storage and the reports go here.",
+)
+@click.option("--storage", help="SQLAlchemy URL shared by workers, e.g. postgresql+psycopg://user@host/db.")
+@click.option("--study-name", help="Default: the study directory's name.")
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Finished (complete or pruned) trials the study should reach, all workers and reruns together.",
+)
+@click.option("--timeout", type=float, help="Start no trial after this many seconds.")
+@click.option(
+    "--objective",
+    default="re_micro_f1",
+    show_default=True,
+    help="Dev score to maximise, or a weighted sum, e.g. 0.5*ner_micro_f1+0.5*re_micro_f1.",
+)
+@click.option("--space", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TOML/JSON search space.")
+@click.option("--pruner", type=click.Choice(["median", "none"]), default="median", show_default=True)
+@click.option(
+    "--warmup-epochs",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="No trial is pruned in its first N epochs.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the sampler (give each worker its own).")
+@click.option(
+    "--heartbeat",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Seconds between a trial's heartbeats; one silent for 3 beats (a killed worker) is failed and retried.",
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key of the base config.")
+@click.option("--report-only", is_flag=True, help="Rewrite the reports from the storage; train nothing.")
+@click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
+@click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add the summary to.")
+@click.option("--name", help="Key of the summary in --results (e.g. conll04).")
+def tune(
+    config_path: Path,
+    study_dir: Path,
+    storage: str | None,
+    study_name: str | None,
+    trials: int,
+    timeout: float | None,
+    objective: str,
+    space: Path | None,
+    pruner: str,
+    warmup_epochs: int,
+    seed: int,
+    heartbeat: int,
+    overrides: tuple[str, ...],
+    report_only: bool,
+    quiet: bool,
+    results: Path | None,
+    name: str | None,
+) -> None:
+    """Search the BiRNN depths (s, t_e, t_r) and other hyperparameters on dev with Optuna."""
+    if results is not None and not name:
+        raise click.UsageError("--results needs --name")
+    from deeprel.tuning import SearchSpace, TuneSettings, describe, load_space, parse_objective
+    from deeprel.tuning import report as write_report
+    from deeprel.tuning import tune as run_tune
+
+    config = load_config(config_path).with_overrides(dict(parse_override(o) for o in overrides))
+    settings = TuneSettings(
+        study_dir=study_dir,
+        storage=storage,
+        study_name=study_name,
+        trials=trials,
+        timeout=timeout,
+        objective=parse_objective(objective),
+        space=load_space(space) if space else SearchSpace(),
+        space_source=str(space) if space else "the default search space",
+        pruner=pruner,
+        warmup_epochs=warmup_epochs,
+        seed=seed,
+        heartbeat=heartbeat,
+        progress=not quiet,
+        command=command_line(),
+    )
+    if report_only:
+        summary = write_report(config, settings)
+    else:
+        summary = run_tune(config, settings, log=lambda m: click.echo(m, err=True))
+    click.echo(describe(summary, study_dir))
+    if results is not None:
+        add_result(results, name, summary)
+
+
+@main.command()
+@click.argument("predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="HTML file.")
+@click.option(
+    "--gold", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Annotated file to compare with."
+)
+@click.option("--gold-format", type=click.Choice(["auto", "spert", "jsonl", "bekoulis"]), default="auto")
+@click.option("--limit", type=click.IntRange(min=1), help="Draw only the first N documents.")
+@click.option("--title", help="Page title (default: the file names).")
+def render(
+    predictions: Path, output: Path, gold: Path | None, gold_format: str, limit: int | None, title: str | None
+) -> None:
+    """Draw the JSONL of predict, extract or evaluate --predictions as one self-contained HTML page;
+    with --gold, gold and predicted side by side, marked correct (tp), spurious (fp) and missed (fn)."""
+    from deeprel.visual.render import render_file
+
+    report = render_file(predictions, output, gold=gold, gold_format=gold_format, limit=limit, title=title)
+    click.echo(f"{output}: {report.describe()}")
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSONL output.")
+@click.option(
+    "--input-format",
+    type=click.Choice(["auto", "text", "jsonl"]),
+    default="auto",
+    show_default=True,
+    help="auto: jsonl for .jsonl/.json files, else text (one document per line).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Sentences per batch.")
+@click.option(
+    "--chunk-size", type=click.IntRange(min=1), default=256, show_default=True, help="Input lines read at a time."
+)
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default: one per CPU core).")
+@click.option(
+    "--on-error",
+    type=click.Choice(["skip", "stop"]),
+    default="skip",
+    show_default=True,
+    help="Bad input lines: skip them (listed in OUTPUT.errors.jsonl), or stop at the first.",
+)
+@click.option("--threshold", type=float, help="Relation threshold (default: the model's).")
+@click.option("--overwrite", is_flag=True, help="Start over instead of resuming an existing output.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def extract(
+    model_dir: Path,
+    input_path: Path,
+    output: Path,
+    input_format: str,
+    batch_size: int,
+    chunk_size: int,
+    workers: int | None,
+    on_error: str,
+    threshold: float | None,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Extract from a large JSONL or text file, one document per line, into JSONL; rerun to resume."""
+    from deeprel.inference.extract import extract_file
+
+    summary = extract_file(
+        model_dir,
+        input_path,
+        output,
+        input_format=input_format,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        workers=workers,
+        on_error=on_error,
+        threshold=threshold,
+        overwrite=overwrite,
+        progress=not quiet,
+    )
+    click.echo(summary.format())
+
+
 if __name__ == "__main__":
     main()
