@@ -182,3 +182,11 @@ def test_loading_a_bad_directory_raises_model_load_error(trained_run, tmp_path) 
     (corrupt / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ModelLoadError, match="corrupt weights file"):
         deeprel.load(corrupt)
+
+
+def test_relation_threshold_is_the_given_one_else_the_models(trained_run) -> None:
+    import json
+
+    configured = json.loads((trained_run / "model" / "config.json").read_text())["model"]["threshold"]
+    assert deeprel.load(trained_run / "model", device="cpu").relation_threshold == configured
+    assert deeprel.load(trained_run / "model", device="cpu", threshold=0.25).relation_threshold == 0.25

@@ -142,6 +142,11 @@ class Extractor:
         return tuple(self._loaded.model.labels.relation_types)
 
     @property
+    def relation_threshold(self) -> float:
+        """The threshold relations are predicted at: the one given to ``load``, else the model's own."""
+        return self.threshold if self.threshold is not None else float(self._loaded.model.config.model.threshold)
+
+    @property
     def device(self) -> str:
         return str(next(self._loaded.model.parameters()).device)
 

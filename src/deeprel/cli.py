@@ -533,5 +533,47 @@ def extract(
     click.echo(summary.format())
 
 
+@main.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=1_000_000, show_default=True)
+@click.option("--max-text-chars", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--max-texts", type=click.IntRange(min=1), default=64, show_default=True, help="Texts per request.")
+@click.option("--max-queue", type=click.IntRange(min=1), default=256, show_default=True, help="Requests held at once.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Sentences per batch.")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), help="Relation threshold.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--num-threads", type=click.IntRange(min=1), help="torch CPU threads (default: torch's).")
+def serve(
+    model_dir: Path,
+    host: str,
+    port: int,
+    max_body_bytes: int,
+    max_text_chars: int,
+    max_texts: int,
+    max_queue: int,
+    batch_size: int,
+    threshold: float | None,
+    device: str,
+    num_threads: int | None,
+) -> None:
+    """Serve a model over HTTP: POST /extract, GET /model, /health, /docs, and the visualiser at /."""
+    from deeprel.serving import ServeSettings
+    from deeprel.serving import serve as run_server
+
+    settings = ServeSettings(
+        max_body_bytes=max_body_bytes,
+        max_text_chars=max_text_chars,
+        max_texts=max_texts,
+        max_queue=max_queue,
+        batch_size=batch_size,
+        threshold=threshold,
+        device=device,
+        num_threads=num_threads,
+    )
+    run_server(model_dir, settings, host=host, port=port)
+
+
 if __name__ == "__main__":
     main()
