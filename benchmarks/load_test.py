@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import platform
+import shlex
 import socket
 import statistics
 import subprocess
@@ -186,7 +187,7 @@ def main() -> None:
         "rss_mib": {"before": round(rss_before, 1), "after": round(rss_after, 1)},
         "deeprel_version": deeprel.__version__,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "command": " ".join(sys.argv),
+        "command": shlex.join(["python", *sys.argv]),
     }
     if args.output:
         write_text_atomically(args.output, json.dumps(result, indent=2) + "\n")

@@ -147,3 +147,26 @@ def test_tuning_section_lists_best_trial_and_depths(tmp_path):
     assert "trials: 3 complete, 1 pruned" in page
     assert "Best trial 2: 66.50, with `model.shared_depth` = 2, `training.learning_rate` = 0.0005." in page
     assert "| 2 | 0 | 1 | 2 | 66.50 |" in page
+
+
+def test_benchmark_sections_read_every_file_of_a_pattern_in_natural_order(tmp_path):
+    def run(concurrency: int) -> dict:
+        return {
+            "model": "m",
+            "concurrency": concurrency,
+            "requests": 100,
+            "requests_per_s": 10.0 * concurrency,
+            "sentences_per_s": 11.0,
+            "latency_ms": {"p50": 50.0, "p99": 99.4},
+            "errors": 0,
+            "rss_mib": {"before": 500.0, "after": 600.4},
+            "command": f"python benchmarks/load_test.py m --concurrency {concurrency}",
+        }
+
+    for concurrency in (32, 8):
+        (tmp_path / f"load_test_c{concurrency}.json").write_text(json.dumps(run(concurrency)), encoding="utf-8")
+    page = render_report(tmp_path)
+    c8 = page.index("| m | 8 | 100 | 80.0 | 11.0 | 50 | 99 | 0 | 500 → 600 |")
+    c32 = page.index("| m | 32 | 100 | 320.0 | 11.0 | 50 | 99 | 0 | 500 → 600 |")
+    assert c8 < c32
+    assert "[results/load_test_c8.json](results/load_test_c8.json), [results/load_test_c32.json]" in page

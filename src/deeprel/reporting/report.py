@@ -8,6 +8,7 @@ files, so the same files always give the same bytes (a test checks the committed
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,6 +295,49 @@ def speed(results: dict[str, Any]) -> list[str]:
     return _table(header, rows) + ["", "Commands:", ""] + _commands(results)
 
 
+def extract_vs_spacy(results: dict[str, Any]) -> list[str]:
+    """One run of benchmarks/extract_vs_spacy.py: both systems on the same file, and their NER F1."""
+    rows = []
+    for system in ("deeprel", "spacy"):
+        r = results[system]
+        rows.append(
+            [system, r["model"], r["parallelism"], f"{r['cores_busy']:.2f}", _number(r["sentences"])]
+            + [f"{r['seconds']:.2f}", f"{r['sentences_per_second']:.1f}"]
+            + [f"{r['sentences_per_second_with_startup']:.1f}"]
+            + [f"{r['ner']['micro']['f1']:.2f}", f"{r['ner']['macro']['f1']:.2f}"]
+        )
+    header = ["system", "model", "processes / threads", "cores busy", "sentences", "seconds", "sentences/s"]
+    lines = _table(header + ["sentences/s with start-up", "NER micro F1 (test)", "NER macro F1 (test)"], rows)
+    lines += [
+        "",
+        f"spaCy is {results['ratio_spacy_over_deeprel']:.2f} times faster"
+        f" ({results['ratio_spacy_over_deeprel_with_startup']:.2f} counting start-up); deeprel's NER is"
+        f" {results['deeprel']['ner']['micro']['f1'] - results['spacy']['ner']['micro']['f1']:.2f} micro F1 points"
+        " better, and deeprel extracts relations too.",
+    ]
+    return lines + ["", "Command:", ""] + _commands({"run": results})
+
+
+def load_test(results: dict[str, Any]) -> list[str]:
+    """benchmarks/load_test.py runs (``load_test_*.json``), one row each."""
+    rows = [
+        [
+            r["model"],
+            str(r["concurrency"]),
+            _number(r["requests"]),
+            f"{r['requests_per_s']:.1f}",
+            f"{r['sentences_per_s']:.1f}",
+            f"{r['latency_ms']['p50']:.0f}",
+            f"{r['latency_ms']['p99']:.0f}",
+            str(r["errors"]),
+            f"{r['rss_mib']['before']:.0f} → {r['rss_mib']['after']:.0f}",
+        ]
+        for r in results.values()
+    ]
+    header = ["model", "concurrent clients", "requests", "requests/s", "sentences/s", "p50 ms", "p99 ms", "errors"]
+    return _table(header + ["server RSS MiB before → after"], rows) + ["", "Commands:", ""] + _commands(results)
+
+
 SECTIONS = [
     Section("CoNLL04 test set, paper defaults, three seeds", "conll04.json", "conll04", conll04),
     Section("Relation threshold, chosen on dev", "thresholds.json", "thresholds", thresholds),
@@ -301,15 +345,28 @@ SECTIONS = [
     Section("Depth and hyperparameter search (Optuna)", "tuning.json", "tuning", tuning),
     Section("ADE, 10-fold cross-validation", "ade.json", "ade", ade),
     Section("Ablation: task-specific layers and input parts", "ablation.json", "ablation", ablation),
-    Section("Speed on this CPU", "speed.json", "speed", speed),
+    Section("Speed on this CPU", "speed_*.json", "speed", speed),
+    Section("Batch extraction beside spaCy", "extract_vs_spacy.json", "extract_vs_spacy", extract_vs_spacy),
+    Section("HTTP service under load", "load_test_*.json", "load_test", load_test),
 ]
 
 
-def _load_section_results(results_dir: Path, section: Section) -> dict[str, Any]:
-    """A section's results; ``speed.json`` gathers every ``speed_*.json`` file, in name order."""
-    if section.results_file == "speed.json":
-        return {p.stem: read_results(p) for p in sorted(results_dir.glob("speed_*.json"))}
-    return read_results(results_dir / section.results_file)
+def _result_files(results_dir: Path, section: Section) -> list[Path]:
+    """A section's files: one, or a pattern such as ``speed_*.json`` (one run a file, in name order)."""
+    if "*" in section.results_file:
+        return sorted(results_dir.glob(section.results_file), key=lambda p: _natural(p.stem))
+    return [results_dir / section.results_file]
+
+
+def _natural(name: str) -> list[Any]:
+    """``load_test_c8`` before ``load_test_c32``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _load_section_results(files: list[Path]) -> dict[str, Any]:
+    if len(files) == 1 and "*" not in files[0].name:
+        return read_results(files[0])
+    return {p.stem: read_results(p) for p in files}
 
 
 def render_report(results_dir: Path) -> str:
@@ -317,7 +374,8 @@ def render_report(results_dir: Path) -> str:
     lines = [INTRO]
     for section in SECTIONS:
         lines += ["", f"## {section.title}", ""]
-        results = _load_section_results(results_dir, section)
+        files = _result_files(results_dir, section)
+        results = _load_section_results(files) if files else {}
         note = results_dir / "notes" / f"{section.note}.md"
         if note.exists():
             lines += [note.read_text(encoding="utf-8").strip(), ""]
@@ -328,8 +386,6 @@ def render_report(results_dir: Path) -> str:
             lines += section.render(results)
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{results_dir / section.results_file}: unexpected contents ({error!r})") from None
-        files = [f"speed_{n.removeprefix('speed_')}.json" for n in results] if section.note == "speed" else [
-            section.results_file
-        ]
-        lines += ["", "Raw numbers: " + ", ".join(f"[results/{f}](results/{f})" for f in files) + "."]
+        links = ", ".join(f"[results/{f.name}](results/{f.name})" for f in files)
+        lines += ["", f"Raw numbers: {links}."]
     return "\n".join(lines) + "\n"
