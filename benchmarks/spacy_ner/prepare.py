@@ -12,8 +12,6 @@ policy as deeprel's training (``keep_longest``; CoNLL04 has essentially none).
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import get_args
@@ -22,6 +20,7 @@ import spacy
 from spacy.tokens import Doc, DocBin, Span
 from spacy.vocab import Vocab
 
+from deeprel.atomic import write_bytes_atomically
 from deeprel.config import resolve_data_path
 from deeprel.data.readers import read_documents
 from deeprel.data.tagging import OverlapPolicy, OverlapStats, resolve_all
@@ -51,22 +50,6 @@ def to_docbin(documents: Iterable[Document], policy: OverlapPolicy) -> tuple[Doc
     resolved, stats = resolve_all(documents, policy)
     vocab = spacy.blank("en").vocab
     return DocBin(docs=(to_spacy_doc(document, vocab) for document in resolved)), stats
-
-
-def write_bytes_atomically(path: Path, data: bytes) -> None:
-    """deeprel.atomic writes text; a DocBin is bytes, so the same temporary-file-and-rename by hand."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; the data file should not be
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def main() -> None:

@@ -232,12 +232,5 @@ def _extraction(text: str, sentences: list[Document]) -> Extraction:
     return Extraction(text, tuple(parts), tuple(entities), tuple(relations))
 
 
-def load(
-    path: str | Path,
-    device: str = "auto",
-    batch_size: int = 32,
-    threshold: float | None = None,
-    num_threads: int | None = None,
-) -> Extractor:
-    """Load a trained model directory for extraction (see :class:`Extractor`)."""
-    return Extractor.load(path, device=device, batch_size=batch_size, threshold=threshold, num_threads=num_threads)
+
+load = Extractor.load  # deeprel.load(path, ...): load a trained model directory for extraction

@@ -6,17 +6,17 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import IO, Any
 
 
-def write_atomically(path: str | os.PathLike[str], write: Callable[[TextIO], None]) -> None:
+def write_atomically(path: str | os.PathLike[str], write: Callable[[IO[Any]], None], binary: bool = False) -> None:
     """Write to a temporary file beside ``path``, then rename it over ``path``; a failed write leaves
-    the old file intact and no temporary file behind."""
+    the old file intact and no temporary file behind. ``write`` gets a text file, or bytes with ``binary``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -29,3 +29,7 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[TextIO], Non
 
 def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
     write_atomically(path, lambda f: f.write(text))
+
+
+def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> None:
+    write_atomically(path, lambda f: f.write(data), binary=True)

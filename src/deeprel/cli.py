@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from deeprel.atomic import write_text_atomically
-from deeprel.config import ConfigError, load_config, parse_override
+from deeprel.config import Config, ConfigError, load_config, parse_override
 from deeprel.reporting.results import add_result, command_line
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from local folders only, never a hub
@@ -40,6 +40,17 @@ class DeeprelGroup(click.Group):
             sys.exit(2)
 
 
+config_argument = click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+overrides_option = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. model.shared_depth=2."
+)
+
+
+def configured(config_path: Path, overrides: tuple[str, ...]) -> Config:
+    """The config file with the --set overrides applied."""
+    return load_config(config_path).with_overrides(dict(parse_override(o) for o in overrides))
+
+
 @click.group(cls=DeeprelGroup)
 @click.version_option(package_name="deeprel")
 def main() -> None:
@@ -47,11 +58,9 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_argument
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
-@click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. model.shared_depth=2."
-)
+@overrides_option
 @click.option("--seed", type=int, help="Shortcut for --set training.seed=N.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the same directory.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -75,7 +84,7 @@ def train(
 
 
 @main.command()
-@click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_argument
 @click.option(
     "--runs",
     type=click.Path(file_okay=False, path_type=Path),
@@ -84,7 +93,7 @@ def train(
 )
 @click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated seeds.")
 @click.option("--select-once", is_flag=True, help="Retrain protocol: pick the epochs on dev with the first seed only.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@overrides_option
 @click.option("--threshold", type=float, help="Score the test sets at this relation threshold (choose it on dev).")
 @click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add the summary to.")
 @click.option("--name", help="Key of the summary in --results (e.g. frozen, finetuned).")
@@ -103,7 +112,7 @@ def seeds(
 
     if results is not None and not name:
         raise click.UsageError("--results needs --name")
-    config = load_config(config_path).with_overrides(dict(parse_override(o) for o in overrides))
+    config = configured(config_path, overrides)
     summary = run_seeds(
         config, [int(s) for s in seeds.split(",")], runs, select_once, threshold, log=lambda m: click.echo(m, err=True)
     )
@@ -259,7 +268,7 @@ def report(results_dir: Path, output: Path, check: bool) -> None:
 
 
 @main.command()
-@click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_argument
 @click.option(
     "--runs", type=click.Path(file_okay=False, path_type=Path), required=True, help="One run directory per fold."
 )
@@ -272,7 +281,7 @@ def report(results_dir: Path, output: Path, check: bool) -> None:
 @click.option(
     "--score-without-overlaps", is_flag=True, help="Also report scores against gold with the overlap policy applied."
 )
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@overrides_option
 @click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add the summary to.")
 @click.option("--name", help="Key of the summary in --results (e.g. frozen).")
 def crossval(
@@ -293,7 +302,7 @@ def crossval(
 
     if results is not None and not name:
         raise click.UsageError("--results needs --name")
-    config = load_config(config_path).with_overrides(dict(parse_override(o) for o in overrides))
+    config = configured(config_path, overrides)
     given = {"train_pattern": train_pattern, "test_pattern": test_pattern, "dev_fraction": dev_fraction}
     plan = CrossvalPlan(folds=parse_folds(folds), **{k: v for k, v in given.items() if v is not None})
     summary = run_crossval(config, runs, plan, score_without_overlaps, log=lambda m: click.echo(m, err=True))
@@ -304,7 +313,7 @@ def crossval(
 
 
 @main.command()
-@click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_argument
 @click.option(
     "--runs",
     type=click.Path(file_okay=False, path_type=Path),
@@ -320,7 +329,7 @@ def crossval(
 @click.option("--seeds", default="1,2,3", show_default=True, help="CoNLL04: comma-separated seeds per variant.")
 @click.option("--folds", default="0-9", show_default=True, help="ADE: folds per variant, e.g. 0-9 or 0-2.")
 @click.option("--select-once", is_flag=True, help="CoNLL04: pick the epochs on dev with the first seed only.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@overrides_option
 @click.option(
     "--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add the entries to (per dataset)."
 )
@@ -340,7 +349,7 @@ def ablate(
     from deeprel.experiments.crossval import CrossvalPlan, parse_folds
     from deeprel.reporting.results import command_line
 
-    config = load_config(config_path).with_overrides(dict(parse_override(o) for o in overrides))
+    config = configured(config_path, overrides)
     entries = run_ablation(
         config,
         dataset,
@@ -358,7 +367,7 @@ def ablate(
 
 
 @main.command()
-@click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_argument
 @click.option(
     "--study-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -398,7 +407,7 @@ def ablate(
     show_default=True,
     help="Seconds between a trial's heartbeats; one silent for 3 beats (a killed worker) is failed and retried.",
 )
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key of the base config.")
+@overrides_option
 @click.option("--report-only", is_flag=True, help="Rewrite the reports from the storage; train nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
 @click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add the summary to.")
@@ -429,7 +438,7 @@ def tune(
     from deeprel.tuning import report as write_report
     from deeprel.tuning import tune as run_tune
 
-    config = load_config(config_path).with_overrides(dict(parse_override(o) for o in overrides))
+    config = configured(config_path, overrides)
     settings = TuneSettings(
         study_dir=study_dir,
         storage=storage,

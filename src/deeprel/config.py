@@ -178,18 +178,22 @@ def parse_config(tree: dict[str, Any], source: str) -> Config:
         raise ConfigError(f"{source}: invalid configuration: {problems}") from None
 
 
-def load_config(path: str | Path) -> Config:
-    """Read a TOML or JSON configuration file."""
+def read_tree(path: str | Path, what: str = "configuration") -> dict[str, Any]:
+    """The contents of a TOML file (or JSON, by its suffix); errors name the file."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(f"{path}: cannot read configuration: {error.strerror}") from None
+        raise ConfigError(f"{path}: cannot read {what}: {error.strerror}") from None
     try:
-        tree = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {error}") from None
-    return parse_config(tree, source=str(path))
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a TOML or JSON configuration file."""
+    return parse_config(read_tree(path), source=str(path))
 
 
 def parse_override(text: str) -> tuple[str, Any]:

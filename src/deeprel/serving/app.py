@@ -72,6 +72,8 @@ def create_app(
         version=deeprel.__version__,
         description="Joint named-entity recognition and relation extraction (Crone 2020).",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load their scripts from a CDN; the schema stays at /openapi.json
+        redoc_url=None,
     )
     app.add_middleware(RequestBodyLimit, max_bytes=settings.max_body_bytes)
 

@@ -23,8 +23,6 @@ directly the overrides of the configuration it trains.
 
 from __future__ import annotations
 
-import json
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -41,7 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-from deeprel.config import Config, ConfigError
+from deeprel.config import Config, ConfigError, read_tree
 
 DEPTH_KEYS = ("model.shared_depth", "model.ner_depth", "model.re_depth")
 
@@ -186,15 +184,7 @@ class SpaceFile(_Strict):
 
 def load_space(path: str | Path) -> SearchSpace:
     """Read a TOML or JSON space file (see the module docstring); errors name the file and the key."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the search space: {error.strerror}") from None
-    try:
-        tree = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {error}") from None
+    tree = read_tree(path, "the search space")
     try:
         return SpaceFile.model_validate(tree).to_space()
     except ValidationError as error:
