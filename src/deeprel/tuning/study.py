@@ -76,6 +76,9 @@ def storage_label(url: str) -> str:
         return repr(url)  # not a URL at all, so it holds no password to hide
 
 
+_TABLE_RACE = (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError)
+
+
 def open_storage(url: str, heartbeat: int | None = None, attempts: int = 5) -> RDBStorage:
     """An RDB storage, with heartbeats and the retry of killed trials when ``heartbeat`` is given.
 
@@ -98,11 +101,14 @@ def open_storage(url: str, heartbeat: int | None = None, attempts: int = 5) -> R
                         "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
                     }
                 return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_kwargs)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as error:
+        except _TABLE_RACE as error:
+            # SQLite reports the lost race as an OperationalError ("table ... already exists").
+            if isinstance(error, sqlalchemy.exc.OperationalError) and "already exists" not in str(error):
+                raise ValueError(f"cannot open the study storage {storage_label(url)}: {error}") from None
             if attempt == attempts:
                 raise ValueError(f"cannot set up the study storage {storage_label(url)}: {error}") from None
             time.sleep(0.5 * attempt)
-        except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError, ImportError) as error:
+        except (sqlalchemy.exc.ArgumentError, ImportError) as error:
             raise ValueError(f"cannot open the study storage {storage_label(url)}: {error}") from None
     raise AssertionError("unreachable")
 
