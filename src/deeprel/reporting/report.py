@@ -341,7 +341,7 @@ def load_test(results: dict[str, Any]) -> list[str]:
 SECTIONS = [
     Section("CoNLL04 test set, paper defaults, three seeds", "conll04.json", "conll04", conll04),
     Section("Relation threshold, chosen on dev", "thresholds.json", "thresholds", thresholds),
-    Section("Single-seed levers: scalar mix, static vectors", "levers.json", "levers", levers),
+    Section("Single-seed levers: layers, pooling, static vectors, batch size", "levers.json", "levers", levers),
     Section("Depth and hyperparameter search (Optuna)", "tuning.json", "tuning", tuning),
     Section("ADE, 10-fold cross-validation", "ade.json", "ade", ade),
     Section("Ablation: task-specific layers and input parts", "ablation.json", "ablation", ablation),
