@@ -87,3 +87,23 @@ def test_validate_exit_codes(data_dir, tmp_path) -> None:
     assert result.exit_code == 1
     kinds = {p["kind"] for f in json.loads(report.read_text())["files"] for p in f["problems"]}
     assert {"empty_sentence", "unknown_entity_type"} <= kinds
+
+
+def test_results_without_a_name_is_a_usage_error_before_any_work(tmp_path) -> None:
+    from pathlib import Path
+
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.toml")
+    data = tmp_path / "data.json"
+    data.write_text("[]")
+    results = str(tmp_path / "r.json")
+    commands = [
+        ["seeds", config, "--runs", str(tmp_path / "runs")],
+        ["evaluate", str(tmp_path / "no-model"), str(data)],
+        ["crossval", config, "--runs", str(tmp_path / "runs")],
+        ["tune", config, "--study-dir", str(tmp_path / "study")],
+    ]
+    for command in commands:
+        result = CliRunner().invoke(main, [*command, "--results", results])
+        assert result.exit_code == 2, (command, result.output)
+        assert "--results needs --name" in result.output
+    assert list(tmp_path.iterdir()) == [data]

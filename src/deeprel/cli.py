@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -44,6 +47,23 @@ config_argument = click.argument("config_path", type=click.Path(exists=True, dir
 overrides_option = click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. model.shared_depth=2."
 )
+
+
+def results_options(example: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``--results FILE --name KEY``: add the command's summary to a result file under a name (both needed)."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(command)
+        def checked(*args: Any, **kwargs: Any) -> None:
+            if kwargs["results"] is not None and not kwargs["name"]:
+                raise click.UsageError("--results needs --name")
+            command(*args, **kwargs)
+
+        checked = click.option("--name", help=f"Key of the summary in --results (e.g. {example}).")(checked)
+        help_text = "JSON file to add the summary to."
+        return click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help=help_text)(checked)
+
+    return decorate
 
 
 def configured(config_path: Path, overrides: tuple[str, ...]) -> Config:
@@ -95,8 +115,7 @@ def train(
 @click.option("--select-once", is_flag=True, help="Retrain protocol: pick the epochs on dev with the first seed only.")
 @overrides_option
 @click.option("--threshold", type=float, help="Score the test sets at this relation threshold (choose it on dev).")
-@click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add the summary to.")
-@click.option("--name", help="Key of the summary in --results (e.g. frozen, finetuned).")
+@results_options("frozen, finetuned")
 def seeds(
     config_path: Path,
     runs: Path,
@@ -110,8 +129,6 @@ def seeds(
     """Train one configuration with several seeds; mean and sd of the strict test scores."""
     from deeprel.training.seeds import run_seeds
 
-    if results is not None and not name:
-        raise click.UsageError("--results needs --name")
     config = configured(config_path, overrides)
     summary = run_seeds(
         config, [int(s) for s in seeds.split(",")], runs, select_once, threshold, log=lambda m: click.echo(m, err=True)
@@ -132,8 +149,7 @@ def seeds(
 )
 @click.option("--threshold", type=float, help="Relation threshold (default: the model's).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add a summary to.")
-@click.option("--name", help="Key of the summary in --results.")
+@results_options("default_dev")
 def evaluate(
     model_dir: Path,
     data: Path,
@@ -153,8 +169,6 @@ def evaluate(
     from deeprel.reporting.results import evaluation_summary
     from deeprel.training.seeding import pick_device
 
-    if results is not None and not name:
-        raise click.UsageError("--results needs --name")
     loaded = load_model(model_dir, device=pick_device("auto"))
     gold = read_documents(data, fmt=fmt)
     predicted = predict_documents(
@@ -282,8 +296,7 @@ def report(results_dir: Path, output: Path, check: bool) -> None:
     "--score-without-overlaps", is_flag=True, help="Also report scores against gold with the overlap policy applied."
 )
 @overrides_option
-@click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add the summary to.")
-@click.option("--name", help="Key of the summary in --results (e.g. frozen).")
+@results_options("frozen")
 def crossval(
     config_path: Path,
     runs: Path,
@@ -300,8 +313,6 @@ def crossval(
     from deeprel.experiments.crossval import CrossvalPlan, parse_folds, run_crossval
     from deeprel.reporting.results import add_result, command_line
 
-    if results is not None and not name:
-        raise click.UsageError("--results needs --name")
     config = configured(config_path, overrides)
     given = {"train_pattern": train_pattern, "test_pattern": test_pattern, "dev_fraction": dev_fraction}
     plan = CrossvalPlan(folds=parse_folds(folds), **{k: v for k, v in given.items() if v is not None})
@@ -410,8 +421,7 @@ def ablate(
 @overrides_option
 @click.option("--report-only", is_flag=True, help="Rewrite the reports from the storage; train nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
-@click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add the summary to.")
-@click.option("--name", help="Key of the summary in --results (e.g. conll04).")
+@results_options("conll04")
 def tune(
     config_path: Path,
     study_dir: Path,
@@ -432,8 +442,6 @@ def tune(
     name: str | None,
 ) -> None:
     """Search the BiRNN depths (s, t_e, t_r) and other hyperparameters on dev with Optuna."""
-    if results is not None and not name:
-        raise click.UsageError("--results needs --name")
     from deeprel.tuning import SearchSpace, TuneSettings, describe, load_space, parse_objective
     from deeprel.tuning import report as write_report
     from deeprel.tuning import tune as run_tune
