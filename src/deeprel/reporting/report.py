@@ -92,32 +92,37 @@ def _commands(entries: dict[str, dict[str, Any]]) -> list[str]:
     return ["```bash", *commands, "```"] if commands else []
 
 
-def _same_models(summary: dict[str, Any], earlier: list[dict[str, Any]]) -> bool:
-    """A re-scoring of runs already listed (another threshold): its NER runs are identical."""
-    return any(summary.get("ner_micro_f1_runs") == e.get("ner_micro_f1_runs") for e in earlier)
+def _rescorings(results: dict[str, Any]) -> set[str]:
+    """Entries that re-score runs listed before them (another threshold): their NER runs are identical."""
+    seen: list[Any] = []
+    rescored = set()
+    for name, summary in results.items():
+        runs = summary.get("ner_micro_f1_runs")
+        if runs in seen:
+            rescored.add(name)
+        seen.append(runs)
+    return rescored
 
 
 # --- CoNLL04 -------------------------------------------------------------------------------------
 
 
 def conll04(results: dict[str, Any]) -> list[str]:
-    rows, earlier = [], []
+    rescored = _rescorings(results)
+    rows = []
     for name, s in results.items():
-        rescored = _same_models(s, earlier)
-        tasks = ("re",) if rescored else ("ner", "re")
-        for task in tasks:
+        for task in ("re",) if name in rescored else ("ner", "re"):
             rows.append(
                 [name, _number(s.get("threshold")), str(len(s["seeds"])), task.upper()]
                 + [pm(s, f"{task}_{avg}_{m}", bold=m == "f1") for avg in ("micro", "macro") for m in ("p", "r", "f1")]
             )
-        earlier.append(s)
     lines = _table(
         ["run", "relation threshold", "seeds", "task", "micro P", "micro R", "**micro F1**"]
         + ["macro P", "macro R", "**macro F1**"],
         rows,
     )
     lines += ["", "Rows without NER re-score the runs above them at another threshold (NER does not change)."]
-    trained = {n: s for i, (n, s) in enumerate(results.items()) if not _same_models(s, list(results.values())[:i])}
+    trained = {n: s for n, s in results.items() if n not in rescored}
     lines += [""] + _table(
         ["run", "trainable parameters", "epochs (per seed)", "training minutes per run"],
         [
