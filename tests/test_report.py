@@ -132,6 +132,27 @@ def test_ablation_section_shows_paired_differences_and_variants_not_run(tmp_path
     assert "not run: the tuned model does not use casing" in page
 
 
+def test_ablation_section_compares_ade_in_macro_f1(tmp_path):
+    tuned = {**_summary(88.0, 80.0), "status": "done", "depths": {"shared": 1, "ner": 1, "re": 2}}
+    for key in ("ner_macro_f1_mean", "re_macro_f1_mean"):
+        tuned[key] -= 10  # macro differs from micro, so the table shows which one it reports
+    flat = {
+        **_summary(87.0, 79.0),
+        "status": "done",
+        "depths": {"shared": 3, "ner": 0, "re": 0},
+        "difference_to_tuned": {
+            f"{task}_{avg}_f1": {"mean": delta, "sd": 0.5, "runs": []}
+            for task in ("ner", "re")
+            for avg, delta in (("micro", -1.0), ("macro", -2.0))
+        },
+    }
+    add_result(tmp_path / "ablation.json", "ade", {"tuned": tuned, "no_task_layers": flat})
+    page = render_report(tmp_path)
+    assert "| variant | s, t_e, t_r | runs | NER macro F1 | RE macro F1 | Δ NER vs tuned | Δ RE vs tuned |" in page
+    assert "| tuned | 1, 1, 2 | 3 | 78.00 ± 1.00 | 70.00 ± 1.00 | – | – |" in page
+    assert "| no_task_layers | 3, 0, 0 | 3 | 87.00 ± 1.00 | 79.00 ± 1.00 | −2.00 ± 0.50 | −2.00 ± 0.50 |" in page
+
+
 def test_tuning_section_lists_best_trial_and_depths(tmp_path):
     summary = {
         "objective": "re_micro_f1",
