@@ -186,7 +186,14 @@ def test_cli_ablate_and_crossval_parse_and_store(monkeypatch, tmp_path: Path) ->
     seen = {}
 
     def fake_run_ablation(config, dataset, runs, variants, seeds, plan, select_once, command, log):
-        seen.update(dataset=dataset, variants=variants, seeds=seeds, folds=plan.folds, depth=config.model.shared_depth)
+        seen.update(
+            dataset=dataset,
+            variants=variants,
+            seeds=seeds,
+            folds=plan.folds,
+            dev=plan.dev_fraction,
+            depth=config.model.shared_depth,
+        )
         return {"tuned": {"status": "done", "command": command}}
 
     monkeypatch.setattr(ablation, "run_ablation", fake_run_ablation)
@@ -203,6 +210,8 @@ def test_cli_ablate_and_crossval_parse_and_store(monkeypatch, tmp_path: Path) ->
             "ade",
             "--folds",
             "0-2,5",
+            "--dev-fraction",
+            "0",
             "--variants",
             "no_shared, tuned",
             "--set",
@@ -217,6 +226,7 @@ def test_cli_ablate_and_crossval_parse_and_store(monkeypatch, tmp_path: Path) ->
         "variants": ["no_shared", "tuned"],
         "seeds": [1, 2, 3],
         "folds": (0, 1, 2, 5),
+        "dev": 0.0,
         "depth": 2,
     }
     assert json.loads(results.read_text())["ade"]["tuned"]["command"].startswith("deeprel")

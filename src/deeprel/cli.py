@@ -281,6 +281,12 @@ def report(results_dir: Path, output: Path, check: bool) -> None:
     click.echo(f"wrote {output}")
 
 
+# Shared by `crossval` and `ablate`, so an ADE ablation can reuse folds that `crossval` trained.
+dev_fraction_option = click.option(
+    "--dev-fraction", type=float, help="Share of each training part held out to choose the epochs; 0: fixed [0.1]."
+)
+
+
 @main.command()
 @config_argument
 @click.option(
@@ -289,9 +295,7 @@ def report(results_dir: Path, output: Path, check: bool) -> None:
 @click.option("--folds", default="0-9", show_default=True, help="Folds to run, e.g. 0-9, 0,3 or 0-2,7.")
 @click.option("--train-pattern", help="A fold's training file, {fold} its number [ADE's ade_split_{fold}_train.json].")
 @click.option("--test-pattern", help="A fold's test file, {fold} its number [ADE's ade_split_{fold}_test.json].")
-@click.option(
-    "--dev-fraction", type=float, help="Share of each training part held out to choose the epochs; 0: fixed [0.1]."
-)
+@dev_fraction_option
 @click.option(
     "--score-without-overlaps", is_flag=True, help="Also report scores against gold with the overlap policy applied."
 )
@@ -339,6 +343,7 @@ def crossval(
 )
 @click.option("--seeds", default="1,2,3", show_default=True, help="CoNLL04: comma-separated seeds per variant.")
 @click.option("--folds", default="0-9", show_default=True, help="ADE: folds per variant, e.g. 0-9 or 0-2.")
+@dev_fraction_option
 @click.option("--select-once", is_flag=True, help="CoNLL04: pick the epochs on dev with the first seed only.")
 @overrides_option
 @click.option(
@@ -351,6 +356,7 @@ def ablate(
     variants: str | None,
     seeds: str,
     folds: str,
+    dev_fraction: float | None,
     select_once: bool,
     overrides: tuple[str, ...],
     results: Path | None,
@@ -367,7 +373,7 @@ def ablate(
         runs,
         variants=[v.strip() for v in variants.split(",")] if variants else None,
         seeds=[int(s) for s in seeds.split(",")],
-        plan=CrossvalPlan(folds=parse_folds(folds)),
+        plan=CrossvalPlan(folds=parse_folds(folds), **({} if dev_fraction is None else {"dev_fraction": dev_fraction})),
         select_once=select_once,
         command=command_line(),
         log=lambda m: click.echo(m, err=True),
