@@ -74,6 +74,7 @@ def test_malformed_result_file_names_the_file(tmp_path):
 def test_mean_and_spread_formatting():
     assert pm({"x_mean": 86.321, "x_sd": 0.5}, "x") == "86.32 ± 0.50"
     assert pm({"x_mean": 86.321, "x_sd": 0.5}, "x", bold=True) == "**86.32 ± 0.50**"
+    assert pm({"x_mean": 86.321, "x_sd": None}, "x") == "86.32"  # one seed: no sd to show
     assert pm({"x": 3}, "x") == "3"
     assert pm({}, "x") == "–"
 

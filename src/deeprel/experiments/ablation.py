@@ -207,7 +207,7 @@ def _differences(entry: dict[str, Any], reference: dict[str, Any]) -> dict[str, 
         runs = [round(v - t, 2) for v, t in zip(entry[f"{key}_runs"], reference[f"{key}_runs"], strict=True)]
         differences[key] = {
             "mean": round(statistics.mean(runs), 2),
-            "sd": round(statistics.stdev(runs), 2) if len(runs) > 1 else 0.0,
+            "sd": round(statistics.stdev(runs), 2) if len(runs) > 1 else None,
             "runs": runs,
         }
     return differences

@@ -61,8 +61,13 @@ def pm(summary: dict[str, Any], key: str, bold: bool = False) -> str:
     """``mean ± sd`` of ``key`` in a summary (a bare value when the summary holds no spread)."""
     if f"{key}_mean" not in summary:
         return _number(summary[key]) if key in summary else "–"
-    text = f"{summary[f'{key}_mean']:.2f} ± {summary[f'{key}_sd']:.2f}"
+    text = with_sd(f"{summary[f'{key}_mean']:.2f}", summary[f"{key}_sd"])
     return f"**{text}**" if bold else text
+
+
+def with_sd(mean: str, sd: float | None) -> str:
+    """``mean ± sd``, or the mean alone when a single run has no sd."""
+    return mean if sd is None else f"{mean} ± {sd:.2f}"
 
 
 def _number(value: Any) -> str:
@@ -277,7 +282,7 @@ def ablation(results: dict[str, Any]) -> list[str]:
             rows.append(
                 [name, depths, str(runs)]
                 + [pm(v, key) for key in keys]
-                + ["–" if name == "tuned" else f"{_signed(diff[key]['mean'])} ± {diff[key]['sd']:.2f}" for key in keys]
+                + ["–" if name == "tuned" else with_sd(_signed(diff[key]["mean"]), diff[key]["sd"]) for key in keys]
             )
         header = ["variant", "s, t_e, t_r", "runs", f"NER {average} F1", f"RE {average} F1"]
         header += ["Δ NER vs tuned", "Δ RE vs tuned"]

@@ -76,7 +76,7 @@ def summarise(per_seed: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
         values = [m["test"]["strict"][task][average][value] for _, m in per_seed]
         key = f"{task}_{average}_{SHORT[value]}"
         summary[f"{key}_mean"] = round(statistics.mean(values), 2)
-        summary[f"{key}_sd"] = round(statistics.stdev(values), 2) if len(values) > 1 else 0.0
+        summary[f"{key}_sd"] = round(statistics.stdev(values), 2) if len(values) > 1 else None  # one run: no spread
         summary[f"{key}_runs"] = [round(v, 2) for v in values]
     training = [m["training"] for _, m in per_seed]
     summary["trainable_parameters"] = training[0]["trainable_parameters"]
