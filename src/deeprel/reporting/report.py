@@ -211,7 +211,7 @@ def tuning(results: dict[str, Any]) -> list[str]:
             params = ", ".join(f"`{k}` = {_number(v)}" for k, v in s["best_params"].items())
             lines += [f"Best trial {s['best_trial']}: {s['best_value']:.2f}, with {params}.", ""]
         lines += _table(
-            ["s", "t_e", "t_r", "finished trials", "best dev score"],
+            ["s", "t_e", "t_r", "complete trials", "best dev score"],
             [[str(d["s"]), str(d["t_e"]), str(d["t_r"]), str(d["trials"]), f"{d['best']:.2f}"] for d in s["by_depths"]],
         )
         lines += [""]

@@ -238,7 +238,7 @@ def plot_depths(trials: list[FrozenTrial], space: SearchSpace, objective: str, p
     if image is not None:
         figure.colorbar(image, ax=axes[0].tolist(), label=f"best dev {objective}")
     figure.suptitle(
-        f"Best dev {objective} per depth triple, over {len(trials)} finished trials"
+        f"Best dev {objective} per depth triple, over {len(trials)} complete trials (pruned ones left out)"
         " (n: trials; blank: not tried; grey: infeasible)"
     )
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
