@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -13,6 +15,17 @@ def test_shipped_configs_load_with_the_papers_defaults() -> None:
     assert config.embeddings.chars.hidden_size == 32
     assert load_config("configs/conll04_finetuned.toml").embeddings.contextual.mode == "finetuned"
     assert load_config("configs/tiny.toml").data.max_train_documents == 300
+
+
+def test_searched_config_is_the_searchs_best_trial_with_the_papers_epoch_budget() -> None:
+    best = json.loads(open("docs/results/tuning.json").read())["conll04"]["best_params"]
+    config = load_config("configs/conll04_searched.toml")
+    for key, value in best.items():
+        section, name = key.split(".")
+        assert getattr(getattr(config, section), name) == pytest.approx(value), key
+    paper = load_config("configs/conll04.toml").training
+    assert (config.training.max_epochs, config.training.patience) == (paper.max_epochs, paper.patience) == (30, 6)
+    assert config.training.num_threads == paper.num_threads
 
 
 def test_unknown_key_is_named(tmp_path) -> None:
