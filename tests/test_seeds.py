@@ -26,6 +26,8 @@ def test_summary_is_mean_and_sample_sd() -> None:
     assert summary["re_macro_f1_mean"] == 60.0 and summary["ner_micro_p_mean"] == 83.0
     assert summary["re_micro_f1_runs"] == [60, 64, 62]
     assert summary["train_minutes_per_run"] == 2.0 and summary["trainable_parameters"] == 10
+    one = summarise([(1, _metrics(80, 60, 60))])
+    assert one["ner_micro_f1_mean"] == 80.0 and one["ner_micro_f1_sd"] is None  # one seed has no spread
 
 
 def test_finished_runs_are_reused_and_can_be_rescored(trained_run, tiny_config, tmp_path) -> None:

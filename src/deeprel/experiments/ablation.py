@@ -37,7 +37,7 @@ from typing import Any, Literal
 from deeprel.config import Config, ConfigError
 from deeprel.experiments.crossval import CrossvalPlan, run_crossval
 from deeprel.reporting.results import add_result, read_results
-from deeprel.training.seeds import run_seeds
+from deeprel.training.seeds import run_seeds, spread
 
 Dataset = Literal["conll04", "ade"]
 Log = Callable[[str], None]
@@ -207,7 +207,7 @@ def _differences(entry: dict[str, Any], reference: dict[str, Any]) -> dict[str, 
         runs = [round(v - t, 2) for v, t in zip(entry[f"{key}_runs"], reference[f"{key}_runs"], strict=True)]
         differences[key] = {
             "mean": round(statistics.mean(runs), 2),
-            "sd": round(statistics.stdev(runs), 2) if len(runs) > 1 else None,
+            "sd": spread(runs),
             "runs": runs,
         }
     return differences

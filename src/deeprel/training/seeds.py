@@ -69,6 +69,11 @@ def run_seeds(
     return summary
 
 
+def spread(values: Sequence[float]) -> float | None:
+    """Sample standard deviation, rounded to 2 places; None for a single run, which has no spread."""
+    return round(statistics.stdev(values), 2) if len(values) > 1 else None
+
+
 def summarise(per_seed: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     """Mean and sample standard deviation over seeds of strict test P/R/F1 (percentages)."""
     summary: dict[str, Any] = {"seeds": [seed for seed, _ in per_seed]}
@@ -76,7 +81,7 @@ def summarise(per_seed: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
         values = [m["test"]["strict"][task][average][value] for _, m in per_seed]
         key = f"{task}_{average}_{SHORT[value]}"
         summary[f"{key}_mean"] = round(statistics.mean(values), 2)
-        summary[f"{key}_sd"] = round(statistics.stdev(values), 2) if len(values) > 1 else None  # one run: no spread
+        summary[f"{key}_sd"] = spread(values)
         summary[f"{key}_runs"] = [round(v, 2) for v in values]
     training = [m["training"] for _, m in per_seed]
     summary["trainable_parameters"] = training[0]["trainable_parameters"]
