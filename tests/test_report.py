@@ -192,3 +192,25 @@ def test_benchmark_sections_read_every_file_of_a_pattern_in_natural_order(tmp_pa
     c32 = page.index("| m | 32 | 100 | 320.0 | 11.0 | 50 | 99 | 0 | 500 → 600 |")
     assert c8 < c32
     assert "[results/load_test_c8.json](results/load_test_c8.json), [results/load_test_c32.json]" in page
+
+
+def test_lever_sections_pair_each_variants_dev_and_test_scores_with_its_threshold(tmp_path):
+    def scores(ner: float, re: float, threshold: float, data: str) -> dict:
+        return {
+            "data": data,
+            "threshold": threshold,
+            "epoch": 12,
+            "ner_micro_f1": ner,
+            "re_micro_f1": re,
+            "command": f"deeprel evaluate runs/m {data} --threshold {threshold}",
+        }
+
+    for name, threshold in (("16_epochs", 0.9), ("16_epochs_t0.5", 0.5)):
+        add_result(tmp_path / "levers_finetuned.json", f"{name}_dev", scores(80.0, 60.0 + threshold, threshold, "dev"))
+        add_result(tmp_path / "levers_finetuned.json", f"{name}_test", scores(81.0, 55.0, threshold, "test"))
+    page = render_report(tmp_path)
+    section = page[page.index("## Single-seed levers, fine-tuned mode") :]
+    assert "| variant | epoch (best on dev) | relation threshold | dev NER | dev RE | test NER | test RE |" in section
+    assert "| 16_epochs | 12 | 0.90 | 80.00 | 60.90 | 81.00 | 55.00 |" in section
+    assert "| 16_epochs_t0.5 | 12 | 0.50 | 80.00 | 60.50 | 81.00 | 55.00 |" in section
+    assert "deeprel evaluate runs/m test --threshold 0.5" in section

@@ -188,14 +188,11 @@ def levers(results: dict[str, Any]) -> list[str]:
     for variant in variants:
         dev, test = results.get(f"{variant}_dev", {}), results.get(f"{variant}_test", {})
         rows.append(
-            [variant, _number(dev.get("epoch"))]
+            [variant, _number(dev.get("epoch")), _number(dev.get("threshold"))]
             + [_number(r.get(k)) for r in (dev, test) for k in ("ner_micro_f1", "re_micro_f1")]
         )
-    return _table(["variant", "epoch (best on dev)", "dev NER", "dev RE", "test NER", "test RE"], rows) + [
-        "",
-        "Commands:",
-        "",
-    ] + _commands(results)
+    header = ["variant", "epoch (best on dev)", "relation threshold", "dev NER", "dev RE", "test NER", "test RE"]
+    return _table(header, rows) + ["", "Commands:", ""] + _commands(results)
 
 
 # --- depth search, ADE, ablation ------------------------------------------------------------------
@@ -356,9 +353,16 @@ SECTIONS = [
     Section("CoNLL04 test set, paper defaults, three seeds", "conll04.json", "conll04", conll04),
     Section("Relation threshold, chosen on dev", "thresholds.json", "thresholds", thresholds),
     Section("Single-seed levers: layers, pooling, static vectors, batch size", "levers.json", "levers", levers),
+    Section(
+        "Single-seed levers, fine-tuned mode: epochs and fine-tuning depth",
+        "levers_finetuned.json",
+        "levers_finetuned",
+        levers,
+    ),
     Section("Depth and hyperparameter search (Optuna)", "tuning.json", "tuning", tuning),
     Section("ADE, 10-fold cross-validation", "ade.json", "ade", ade),
     Section("Ablation: task-specific layers and input parts", "ablation.json", "ablation", ablation),
+    Section("Ablation at a fixed epoch budget", "ablation_fixed_epochs.json", "ablation_fixed_epochs", ablation),
     Section("Speed on this CPU", "speed_*.json", "speed", speed),
     Section("Batch extraction beside spaCy", "extract_vs_spacy.json", "extract_vs_spacy", extract_vs_spacy),
     Section("HTTP service under load", "load_test_*.json", "load_test", load_test),
