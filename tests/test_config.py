@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -18,7 +19,7 @@ def test_shipped_configs_load_with_the_papers_defaults() -> None:
 
 
 def test_searched_config_is_the_searchs_best_trial_with_the_papers_epoch_budget() -> None:
-    best = json.loads(open("docs/results/tuning.json").read())["conll04"]["best_params"]
+    best = json.loads(Path("docs/results/tuning.json").read_text(encoding="utf-8"))["conll04"]["best_params"]
     config = load_config("configs/conll04_searched.toml")
     for key, value in best.items():
         section, name = key.split(".")
