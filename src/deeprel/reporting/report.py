@@ -354,7 +354,7 @@ SECTIONS = [
     Section("Relation threshold, chosen on dev", "thresholds.json", "thresholds", thresholds),
     Section("Single-seed levers: layers, pooling, static vectors, batch size", "levers.json", "levers", levers),
     Section(
-        "Single-seed levers, fine-tuned mode: epochs, fine-tuning depth, encoder learning rate",
+        "Single-seed levers, fine-tuned mode: epochs, fine-tuning depth, encoder learning rate, λ_RE",
         "levers_finetuned.json",
         "levers_finetuned",
         levers,
