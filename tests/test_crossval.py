@@ -11,7 +11,15 @@ from deeprel.data.readers import read_documents, write_json
 from deeprel.data.tagging import overlapping_pairs
 from deeprel.data.types import Document, Entity, Relation
 from deeprel.experiments import crossval
-from deeprel.experiments.crossval import CrossvalPlan, parse_folds, run_crossval, split_dev, summarise_folds
+from deeprel.experiments.crossval import (
+    CrossvalPlan,
+    format_folds,
+    merge_fold_summaries,
+    parse_folds,
+    run_crossval,
+    split_dev,
+    summarise_folds,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -155,6 +163,71 @@ def test_summary_is_mean_and_sample_sd_over_folds() -> None:
     # Selection and retraining both count: (30 + 30, 60 + 60, 90 + 90) seconds.
     assert summary["train_minutes_per_run"] == 2.0 and summary["trainable_parameters"] == 7
     assert "seeds" not in summary and "without_overlaps" not in summarise_folds(results)
+
+
+COMMAND = "deeprel crossval configs/ade.toml --runs runs/ade --folds {} --set training.retrain_epochs=6"
+
+
+def _summary(results: list[dict], folds: str, **extra) -> dict:
+    return {**summarise_folds(results, score_without_overlaps=True), "command": COMMAND.format(folds), **extra}
+
+
+def test_format_folds_is_what_parse_folds_reads() -> None:
+    assert format_folds([7, 0, 1, 2]) == "0-2,7" and format_folds([3]) == "3" and format_folds(range(10)) == "0-9"
+    assert parse_folds(format_folds([0, 2, 3, 5])) == (0, 2, 3, 5)
+
+
+def test_merged_folds_summarise_like_one_call_over_all_of_them() -> None:
+    results = [_result(0, 80.0, 60.0, 60), _result(1, 84.0, 70.0, 60), _result(2, 85.0, 62.0, 60)]
+    stored = _summary([results[0], results[2]], "0,2", protocol={"epochs": "6"})
+    new = _summary([results[1]], "1", protocol={"epochs": "6"})
+    merged = merge_fold_summaries(stored, new)
+    whole = _summary(results, "0-2", protocol={"epochs": "6"})
+    assert {k: v for k, v in merged.items() if k not in ("command", "merged_commands")} == {
+        k: v for k, v in whole.items() if k != "command"
+    }
+    assert merged["ner_macro_f1_runs"] == [80.0, 84.0, 85.0] and merged["ner_macro_f1_sd"] == 2.65
+    assert merged["overlaps"]["train_removed_total"]["entities_removed"] == 6
+    assert merged["command"] == COMMAND.format("0-2")
+    assert merged["merged_commands"] == [COMMAND.format("0,2"), COMMAND.format("1")]
+    # A third call keeps the commands of both earlier ones.
+    third = merge_fold_summaries(merged, _summary([_result(4, 70.0, 50.0, 60)], "4", protocol={"epochs": "6"}))
+    assert [f["fold"] for f in third["folds"]] == [0, 1, 2, 4] and third["command"] == COMMAND.format("0-2,4")
+    assert len(third["merged_commands"]) == 3
+
+
+def test_merging_other_settings_or_a_stored_fold_is_refused() -> None:
+    stored = _summary([_result(0, 80.0, 60.0, 60)], "0", protocol={"epochs": "6"})
+    with pytest.raises(ValueError, match="stored already"):
+        merge_fold_summaries(stored, _summary([_result(0, 80.0, 60.0, 60)], "0", protocol={"epochs": "6"}))
+    other = _summary([_result(1, 80.0, 60.0, 60)], "1", protocol={"epochs": "6"})
+    with pytest.raises(ValueError, match="different commands"):
+        merge_fold_summaries(stored, {**other, "command": other["command"].replace("=6", "=8")})
+    with pytest.raises(ValueError, match="differ in protocol"):
+        merge_fold_summaries(stored, {**other, "protocol": {"epochs": "8"}})
+    with pytest.raises(ValueError, match="without-overlaps"):
+        merge_fold_summaries(stored, {k: v for k, v in other.items() if k != "without_overlaps"})
+
+
+def test_cli_refuses_a_merge_before_any_fold_trains(tmp_path: Path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from deeprel.cli import main
+
+    results = tmp_path / "ade.json"
+    runs = tmp_path / "runs"
+    config = ROOT / "configs" / "ade.toml"
+    argv = ["crossval", str(config), "--runs", str(runs), "--folds", "0", "--merge-folds"]
+    argv += ["--results", str(results), "--name", "frozen"]
+    stored = _summary([_result(0, 80.0, 60.0, 60)], "0")
+    stored["command"] = " ".join(["deeprel", *argv])
+    results.write_text(json.dumps({"frozen": stored}), encoding="utf-8")
+    monkeypatch.setattr("sys.argv", ["deeprel", *argv])
+    answer = CliRunner().invoke(main, argv)
+    assert answer.exit_code == 2 and "fold(s) 0 are stored already" in answer.output
+    assert not runs.exists()
+    answer = CliRunner().invoke(main, [*argv[:-1], "other"])
+    assert answer.exit_code == 2 and "holds no entry 'other'" in answer.output
 
 
 def test_two_folds_train_resume_and_count_overlaps(config, folds: Path, tmp_path: Path, monkeypatch) -> None:

@@ -299,6 +299,12 @@ dev_fraction_option = click.option(
 @click.option(
     "--score-without-overlaps", is_flag=True, help="Also report scores against gold with the overlap policy applied."
 )
+@click.option(
+    "--merge-folds",
+    is_flag=True,
+    help="Keep the folds stored under --name in --results that this call does not run (the same command with"
+    " other --folds, run elsewhere) and summarise all of them.",
+)
 @overrides_option
 @results_options("frozen")
 def crossval(
@@ -309,19 +315,36 @@ def crossval(
     test_pattern: str | None,
     dev_fraction: float | None,
     score_without_overlaps: bool,
+    merge_folds: bool,
     overrides: tuple[str, ...],
     results: Path | None,
     name: str | None,
 ) -> None:
     """K-fold cross-validation (ADE): train and test each fold; mean and sd of the strict scores over folds."""
-    from deeprel.experiments.crossval import CrossvalPlan, parse_folds, run_crossval
-    from deeprel.reporting.results import add_result, command_line
+    from deeprel.experiments.crossval import (
+        CrossvalPlan,
+        check_mergeable,
+        merge_fold_summaries,
+        parse_folds,
+        run_crossval,
+    )
+    from deeprel.reporting.results import add_result, command_line, read_results
 
     config = configured(config_path, overrides)
     given = {"train_pattern": train_pattern, "test_pattern": test_pattern, "dev_fraction": dev_fraction}
     plan = CrossvalPlan(folds=parse_folds(folds), **{k: v for k, v in given.items() if v is not None})
+    stored = None
+    if merge_folds:
+        if results is None:
+            raise click.UsageError("--merge-folds needs --results and --name")
+        stored = read_results(results).get(name)
+        if stored is None:
+            raise click.UsageError(f"--merge-folds: {results} holds no entry {name!r} to merge with")
+        check_mergeable(stored, command_line(), plan.folds)
     summary = run_crossval(config, runs, plan, score_without_overlaps, log=lambda m: click.echo(m, err=True))
     summary["command"] = command_line()
+    if stored is not None:
+        summary = merge_fold_summaries(stored, summary)
     click.echo(json.dumps(summary, indent=2))
     if results is not None:
         add_result(results, name, summary)

@@ -36,6 +36,8 @@ from __future__ import annotations
 import json
 import random
 import re
+import shlex
+import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,7 +52,7 @@ from deeprel.evaluation.metrics import evaluate
 from deeprel.inference.predictor import predict_documents
 from deeprel.model.files import load_model
 from deeprel.training.seeding import pick_device
-from deeprel.training.seeds import summarise
+from deeprel.training.seeds import spread, summarise
 from deeprel.training.trainer import Split, load_datasets, train
 
 Log = Callable[[str], None]
@@ -280,6 +282,113 @@ def summarise_folds(results: Sequence[dict[str, Any]], score_without_overlaps: b
         reduced = summarise([(r["fold"], {**r, "test": r["test_without_overlaps"]}) for r in results])
         summary["without_overlaps"] = {k: v for k, v in reduced.items() if k.endswith(("_mean", "_sd", "_runs"))}
     return summary
+
+
+def format_folds(folds: Iterable[int]) -> str:
+    """Fold numbers the way ``--folds`` takes them: ``0-9``, ``0-2,7``."""
+    ordered = sorted(folds)
+    parts: list[str] = []
+    start = previous = ordered[0]
+    for fold in [*ordered[1:], None]:
+        if fold is not None and fold == previous + 1:
+            previous = fold
+            continue
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+        if fold is not None:
+            start = previous = fold
+    return ",".join(parts)
+
+
+def merge_fold_summaries(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """One summary over the folds of ``stored`` and those of ``new``, from two calls of the same command that
+    ran different folds (on two machines, or in two sessions whose run directories were not kept).
+
+    The calls must agree on everything but ``--folds`` (protocol, model size, command), and no fold may be
+    in both. Means and sds are recomputed from the per-fold values; minutes per fold are weighted by folds.
+    The merged ``command`` runs every fold in one call (finished folds are reused); ``merged_commands``
+    lists the calls that produced the numbers.
+    """
+    check_mergeable(stored, new["command"], [f["fold"] for f in new["folds"]])
+    for key in ("protocol", "trainable_parameters"):
+        if stored[key] != new[key]:
+            raise ValueError(f"cannot merge folds: the stored and the new runs differ in {key}")
+    if ("without_overlaps" in stored) != ("without_overlaps" in new):
+        raise ValueError("cannot merge folds: only one of the two was scored --score-without-overlaps")
+
+    order = sorted([*stored["folds"], *new["folds"]], key=lambda f: f["fold"])
+    folds = [f["fold"] for f in order]
+    numbers = [[f["fold"] for f in s["folds"]] for s in (stored, new)]
+    merged: dict[str, Any] = {
+        "protocol": new["protocol"],
+        **_merged_scores([(stored, numbers[0]), (new, numbers[1])], folds),
+        "trainable_parameters": new["trainable_parameters"],
+        "train_minutes_per_run": round(
+            (stored["train_minutes_per_run"] * len(stored["folds"]) + new["train_minutes_per_run"] * len(new["folds"]))
+            / len(folds),
+            1,
+        ),
+        "epochs": [f["epochs_run"] for f in order],
+        "folds": order,
+        "overlaps": {
+            "policy": new["overlaps"]["policy"],
+            **{
+                key: _total([stored["overlaps"][key], new["overlaps"][key]])
+                for key in ("train_removed_total", "test_unrepresentable_total")
+            },
+        },
+    }
+    if "without_overlaps" in new:
+        parts = [(stored["without_overlaps"], numbers[0]), (new["without_overlaps"], numbers[1])]
+        merged["without_overlaps"] = _merged_scores(parts, folds)
+    merged["command"] = _command_with_folds(new["command"], folds)
+    merged["merged_commands"] = [*stored.get("merged_commands", [stored["command"]]), new["command"]]
+    return merged
+
+
+def check_mergeable(stored: dict[str, Any], command: str, folds: Iterable[int]) -> None:
+    """Refuse, before any fold trains, a merge of another command's folds or of a fold stored already."""
+    if _command_without_folds(stored["command"]) != _command_without_folds(command):
+        raise ValueError(
+            f"cannot merge folds of different commands:\n  {stored['command']}\n  {command}\n(only --folds may differ)"
+        )
+    shared = sorted({f["fold"] for f in stored["folds"]} & set(folds))
+    if shared:
+        raise ValueError(f"cannot merge folds: fold(s) {format_folds(shared)} are stored already")
+
+
+def _merged_scores(parts: list[tuple[dict[str, Any], list[int]]], folds: list[int]) -> dict[str, Any]:
+    """``*_mean``, ``*_sd`` and ``*_runs`` (in the order of ``folds``) for every score held per fold by each
+    part, a pair (scores, the folds its ``*_runs`` lists follow)."""
+    merged: dict[str, Any] = {}
+    for key in [k.removesuffix("_runs") for k in parts[0][0] if k.endswith("_runs")]:
+        by_fold = {fold: value for scores, numbers in parts for fold, value in zip(numbers, scores[f"{key}_runs"])}
+        values = [by_fold[fold] for fold in folds]
+        merged |= {f"{key}_mean": round(statistics.mean(values), 2), f"{key}_sd": spread(values), f"{key}_runs": values}
+    return merged
+
+
+_FOLDS_ARGUMENT = re.compile(r"^--folds(=.*)?$")
+
+
+def _command_without_folds(command: str) -> list[str]:
+    words = shlex.split(command)
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--folds":
+            skip = True
+        elif not (_FOLDS_ARGUMENT.match(word) or word == "--merge-folds"):
+            kept.append(word)
+    return kept
+
+
+def _command_with_folds(command: str, folds: Iterable[int]) -> str:
+    words = _command_without_folds(command)
+    at = words.index("--runs") if "--runs" in words else len(words)
+    words[at + 2 : at + 2] = ["--folds", format_folds(folds)]  # after ``--runs DIR``, where the commands put it
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _fold_record(result: dict[str, Any], score_without_overlaps: bool) -> dict[str, Any]:
