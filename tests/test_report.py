@@ -114,6 +114,21 @@ def test_ade_section_reports_folds_overlaps_and_the_macro_gap(tmp_path):
     assert "| re macro F1 | 83.74 | 78.84 | 80.00 ± 2.00 | −3.74 (frozen) |" in page
 
 
+def test_ade_section_pairs_later_runs_with_the_first_on_the_folds_both_ran(tmp_path):
+    add_result(tmp_path / "ade.json", "frozen", _folds_summary())
+    finetuned = _folds_summary()
+    finetuned["folds"] = [
+        {**finetuned["folds"][0], "ner_macro_f1": 90.0, "re_macro_f1": 83.0},
+        {**finetuned["folds"][1], "fold": 5, "ner_macro_f1": 70.0},  # frozen has no fold 5: not paired
+    ]
+    add_result(tmp_path / "ade.json", "finetuned", finetuned)
+    page = render_report(tmp_path)
+    assert (
+        "**finetuned** − **frozen**, paired by fold over the 1 folds both ran:"
+        " NER macro F1 +2.00 (higher on 1 of 1); RE macro F1 +3.00 (higher on 1 of 1)." in page
+    )
+
+
 def test_ablation_section_shows_paired_differences_and_variants_not_run(tmp_path):
     tuned = {**_summary(86.0, 64.0), "status": "done", "depths": {"shared": 1, "ner": 1, "re": 2}}
     flat = {

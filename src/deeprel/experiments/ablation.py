@@ -28,7 +28,6 @@ seed) or per fold (same test fold), reported as the mean and sample sd of ``vari
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any, Literal
 from deeprel.config import Config, ConfigError
 from deeprel.experiments.crossval import CrossvalPlan, run_crossval
 from deeprel.reporting.results import add_result, read_results
-from deeprel.training.seeds import run_seeds, spread
+from deeprel.training.seeds import paired_difference, run_seeds
 
 Dataset = Literal["conll04", "ade"]
 Log = Callable[[str], None]
@@ -202,15 +201,7 @@ def _differences(entry: dict[str, Any], reference: dict[str, Any]) -> dict[str, 
     ids_key = "seeds" if "seeds" in entry else "folds"
     if entry[ids_key] != reference[ids_key]:
         raise ValueError(f"variant runs {entry[ids_key]} do not pair with tuned runs {reference[ids_key]}")
-    differences = {}
-    for key in F1_KEYS:
-        runs = [round(v - t, 2) for v, t in zip(entry[f"{key}_runs"], reference[f"{key}_runs"], strict=True)]
-        differences[key] = {
-            "mean": round(statistics.mean(runs), 2),
-            "sd": spread(runs),
-            "runs": runs,
-        }
-    return differences
+    return {key: paired_difference(entry[f"{key}_runs"], reference[f"{key}_runs"]) for key in F1_KEYS}
 
 
 def store_ablation(path: Path, dataset: Dataset, entries: dict[str, dict[str, Any]]) -> None:

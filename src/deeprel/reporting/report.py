@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deeprel.reporting.results import read_results
+from deeprel.training.seeds import paired_difference
 
 # Reported numbers (../shared/PAPER.md, "Numbers to reproduce and beat"), strict, percentages.
 CRONE_2020 = {
@@ -252,9 +253,30 @@ def ade(results: dict[str, Any]) -> list[str]:
                 for f in s["folds"]
             ],
         )
+    lines += _paired_by_fold(results)
     lines += ["", "Compared with the papers (ADE, 10-fold, strict, macro):", ""]
     lines += _paper_comparison("ade", results, ["ner_macro_f1", "re_macro_f1"])
     return lines + ["", "Commands:", ""] + _commands(results)
+
+
+def _paired_by_fold(results: dict[str, Any]) -> list[str]:
+    """Each run after the first against the first, fold by fold on the folds both ran: the fair comparison
+    when their means are over different folds, and a tighter one than two means when they are not."""
+    names = list(results)
+    lines = []
+    for name in names[1:]:
+        reference = {f["fold"]: f for f in results[names[0]]["folds"]}
+        pairs = [(f, reference[f["fold"]]) for f in results[name]["folds"] if f["fold"] in reference]
+        if not pairs:
+            continue
+        parts = []
+        for key, label in (("ner_macro_f1", "NER macro F1"), ("re_macro_f1", "RE macro F1")):
+            d = paired_difference([f[key] for f, _ in pairs], [r[key] for _, r in pairs])
+            higher = sum(v > 0 for v in d["runs"])
+            parts.append(f"{label} {with_sd(_signed(d['mean']), d['sd'])} (higher on {higher} of {len(pairs)})")
+        heading = f"**{name}** − **{names[0]}**, paired by fold over the {len(pairs)} folds both ran"
+        lines += ["", f"{heading}: {'; '.join(parts)}."]
+    return lines
 
 
 # The average each dataset is compared in (PAPER.md): ADE in macro F1, CoNLL04 in micro F1.

@@ -74,6 +74,12 @@ def spread(values: Sequence[float]) -> float | None:
     return round(statistics.stdev(values), 2) if len(values) > 1 else None
 
 
+def paired_difference(values: Sequence[float], reference: Sequence[float]) -> dict[str, Any]:
+    """``values - reference`` pair by pair (the same seed or fold), with the mean and sample sd of those."""
+    runs = [round(v - r, 2) for v, r in zip(values, reference, strict=True)]
+    return {"mean": round(statistics.mean(runs), 2), "sd": spread(runs), "runs": runs}
+
+
 def summarise(per_seed: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     """Mean and sample standard deviation over seeds of strict test P/R/F1 (percentages)."""
     summary: dict[str, Any] = {"seeds": [seed for seed, _ in per_seed]}
