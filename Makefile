@@ -26,8 +26,11 @@ test: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest
 
+# The report reads docs/results/speed_*.json: NAME tells the runs apart (e.g. frozen, finetuned).
+NAME ?= frozen
 benchmark: setup
-	$(BIN)/python benchmarks/speed.py --model $(MODEL) --output docs/results/speed.json
+	@test -n "$(MODEL)" || { echo "usage: make benchmark MODEL=<deeprel model directory> [NAME=frozen]"; exit 2; }
+	$(BIN)/python benchmarks/speed.py --model $(MODEL) --output docs/results/speed_$(NAME).json
 
 # deeprel extract beside a spaCy NER pipeline (blank English + NER trained by spaCy's CLI on CoNLL04):
 # sentences/second on this CPU and NER F1 on the test set. The spaCy model is trained once, into runs/spacy-ner.

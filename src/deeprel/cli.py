@@ -604,7 +604,7 @@ def serve(
     device: str,
     num_threads: int | None,
 ) -> None:
-    """Serve a model over HTTP: POST /extract, GET /model, /health, /docs, and the visualiser at /."""
+    """Serve a model over HTTP: POST /extract, GET /model, /health, /openapi.json, and the visualiser at /."""
     from deeprel.serving import ServeSettings
     from deeprel.serving import serve as run_server
 
