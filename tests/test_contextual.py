@@ -10,6 +10,7 @@ from deeprel.embeddings.contextual import (
     FeatureCache,
     ScalarMix,
     best_window,
+    encoder_fingerprint,
     piece_windows,
     resolve_encoder_path,
 )
@@ -88,3 +89,21 @@ def test_cache_stores_once_and_returns_the_same_features(encoder_path, tmp_path)
 def test_missing_encoder_folder(tmp_path) -> None:
     with pytest.raises(EncoderError, match="no config.json"):
         resolve_encoder_path(str(tmp_path))
+
+
+def test_cache_key_follows_the_weights_content_not_their_size(tmp_path) -> None:
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder, weights in zip(folders, (b"\x00" * 64, b"\x01" * 64), strict=True):
+        folder.mkdir()
+        (folder / "config.json").write_text('{"model_type": "bert"}')
+        (folder / "model.safetensors").write_bytes(weights)
+    assert encoder_fingerprint(folders[0]) != encoder_fingerprint(folders[1])
+    (folders[1] / "model.safetensors").write_bytes(b"\x00" * 64)
+    assert encoder_fingerprint(folders[0]) == encoder_fingerprint(folders[1])
+
+
+def test_pickled_weights_are_never_loaded(tmp_path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(EncoderError, match="no .safetensors weights"):
+        ContextualEncoder(ContextualConfig(), resolve_encoder_path(str(tmp_path)))

@@ -39,10 +39,15 @@ def resolve_encoder_path(name: str, base: Path | None = None) -> Path:
 
 
 def encoder_fingerprint(path: Path) -> str:
-    """Identifies the encoder's weights for the feature cache: its config plus the weight files' sizes."""
-    digest = hashlib.sha256((path / "config.json").read_bytes())
-    for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
-        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    """Identifies the encoder for the feature cache: its config, tokenizer and weights, by content, so that
+    two checkpoints of one architecture (or a retrained one in the same folder) never share features."""
+    digest = hashlib.sha256()
+    names = ["config.json", "tokenizer.json", *sorted(p.name for p in path.glob("*.safetensors"))]
+    for name in names:
+        if (path / name).is_file():
+            digest.update(name.encode() + b"\0")
+            with open(path / name, "rb") as file:
+                digest.update(hashlib.file_digest(file, "sha256").digest())
     return digest.hexdigest()
 
 
@@ -84,9 +89,15 @@ class ContextualEncoder(nn.Module):
         transformers_logging.disable_progress_bar()  # a bar per model load drowns our own output
         self.config = config
         self.path = path
+        if not any(path.glob("*.safetensors")):
+            # .bin weights are pickles, and loading a pickle can run code: we never load one.
+            raise EncoderError(
+                f"{path}: no .safetensors weights (only safetensors are loaded; convert .bin weights with"
+                " transformers' save_pretrained(..., safe_serialization=True) once, in a trusted environment)"
+            )
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            self.encoder = AutoModel.from_pretrained(path, local_files_only=True)
+            self.encoder = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
         except (OSError, ValueError) as error:
             raise EncoderError(f"{path}: cannot load the encoder: {error}") from None
         if not self.tokenizer.is_fast:
