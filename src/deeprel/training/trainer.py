@@ -295,13 +295,6 @@ class Trainer:
             groups.append({"params": encoder_params, "lr": lr, "base_lr": lr, "name": "encoder"})
         return torch.optim.Adam(groups)
 
-    def _encoder_lr_factor(self, step: int, total: int) -> float:
-        """Linear warm-up, then linear decay to zero, for the fine-tuned encoder."""
-        warmup = int(total * self.config.embeddings.contextual.warmup_fraction)
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-
     def _train_epoch(
         self, model, featurizer, optimizer, train, features, generator, state, total_steps, epoch
     ) -> dict[str, float]:
@@ -319,7 +312,8 @@ class Trainer:
             ).to(self.device)
             for group in optimizer.param_groups:
                 if group["name"] == "encoder":
-                    group["lr"] = group["base_lr"] * self._encoder_lr_factor(state["step"], total_steps)
+                    warmup = self.config.embeddings.contextual.warmup_fraction
+                    group["lr"] = group["base_lr"] * warmup_then_decay(state["step"], total_steps, warmup)
             optimizer.zero_grad()
             loss, parts = model.loss(batch)
             loss.backward()
@@ -378,6 +372,15 @@ def _result_settings(config: Config) -> dict[str, Any]:
 
 def _write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomically(path, json.dumps(data, indent=2) + "\n")
+
+
+def warmup_then_decay(step: int, total: int, warmup_fraction: float) -> float:
+    """The fine-tuned encoder's learning-rate factor at ``step`` of ``total``: linear warm-up over the
+    first ``warmup_fraction`` of the steps, then linear decay to zero at the last step."""
+    warmup = int(total * warmup_fraction)
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
 
 
 def train(
