@@ -380,7 +380,12 @@ def load_test(results: dict[str, Any]) -> list[str]:
 SECTIONS = [
     Section("CoNLL04 test set, paper defaults, three seeds", "conll04.json", "conll04", conll04),
     Section("Relation threshold, chosen on dev", "thresholds.json", "thresholds", thresholds),
-    Section("Single-seed levers: layers, pooling, static vectors, batch size", "levers.json", "levers", levers),
+    Section(
+        "Single-seed levers: layers, pooling, static vectors, batch size, relation scorer",
+        "levers.json",
+        "levers",
+        levers,
+    ),
     Section(
         "Single-seed levers, fine-tuned mode: epochs, fine-tuning depth, encoder learning rate, λ_RE",
         "levers_finetuned.json",
