@@ -60,6 +60,19 @@ def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+def scores_apart(results: list[dict]) -> tuple[list[dict], list[float]]:
+    """The results with the entity and relation scores taken out, and those scores in order."""
+    scores: list[float] = []
+    bare = []
+    for result in results:
+        parts = {}
+        for key in ("entities", "relations"):
+            parts[key] = [{k: v for k, v in item.items() if k != "score"} for item in result[key]]
+            scores += [item["score"] for item in result[key]]
+        bare.append({**result, **parts})
+    return bare, scores
+
+
 def write_text_input(path: Path, texts: list[str]) -> Path:
     path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
     return path
@@ -79,7 +92,11 @@ def test_jsonl_output_equals_the_api(model, extractor, texts, tmp_path) -> None:
     assert [r["line"] for r in written] == list(range(1, len(lines) + 1))
     assert [r["id"] for r in written] == [item.get("id") for item in lines]
     expected = [extractor(t).to_dict() for t in texts[:-1]] + [extractor.extract_tokens([tokens])[0].to_dict()]
-    assert [{k: v for k, v in r.items() if k not in ("line", "id")} for r in written] == expected
+    got = [{k: v for k, v in r.items() if k not in ("line", "id")} for r in written]
+    # Scores may differ in the 4th decimal: extract batches 3 documents, the API here one, and a float32
+    # forward pass depends slightly on what else (padding) is in its batch. Everything else must be equal.
+    assert scores_apart(got)[0] == scores_apart(expected)[0]
+    assert scores_apart(got)[1] == pytest.approx(scores_apart(expected)[1], abs=1e-3)
     assert summary.lines_read == summary.documents_written == len(lines)
     assert summary.sentences == sum(len(r["sentences"]) for r in written) > len(lines)
     assert summary.bad_lines == summary.resumed_after == 0
