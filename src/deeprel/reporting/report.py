@@ -269,9 +269,9 @@ def _paired_by_fold(results: dict[str, Any]) -> list[str]:
     """Each run after the first against the first, fold by fold on the folds both ran: the fair comparison
     when their means are over different folds, and a tighter one than two means when they are not."""
     names = list(results)
+    reference = {f["fold"]: f for f in results[names[0]]["folds"]}
     lines = []
     for name in names[1:]:
-        reference = {f["fold"]: f for f in results[names[0]]["folds"]}
         pairs = [(f, reference[f["fold"]]) for f in results[name]["folds"] if f["fold"] in reference]
         if not pairs:
             continue
