@@ -74,6 +74,14 @@ def test_retrain_protocol_needs_train_dev() -> None:
         Config().with_overrides({"training.protocol": "retrain"})
 
 
+@pytest.mark.parametrize("fraction", [0, 1, 1.5])
+def test_dev_fraction_is_a_share_and_excludes_a_dev_file(fraction: float) -> None:
+    with pytest.raises(ConfigError, match="data.dev_fraction"):
+        Config().with_overrides({"data.dev_fraction": fraction})
+    with pytest.raises(ConfigError, match="data.dev and data.dev_fraction both give a dev set"):
+        Config().with_overrides({"data.dev": "dev.json", "data.dev_fraction": 0.1})
+
+
 def test_unknown_early_stopping_metric() -> None:
     with pytest.raises(ConfigError, match="early_stopping_metric"):
         Config().with_overrides({"training.early_stopping_metric": "accuracy"})

@@ -114,6 +114,25 @@ def test_retrain_protocol_selects_on_dev_then_trains_on_train_dev(tiny_config, t
     assert meta["phase"] == "final" and meta["epoch"] == selection["best_epoch"]
 
 
+def test_dev_fraction_holds_out_a_seeded_share_of_train(tiny_config) -> None:
+    config = tiny_config.with_overrides({"data.dev": None, "data.dev_fraction": 0.25, "data.max_train_documents": 40})
+
+    def quiet(_: str) -> None:
+        pass
+
+    whole = load_datasets(config.with_overrides({"data.dev_fraction": None}), log=quiet).get("train")
+    datasets = load_datasets(config, log=quiet)
+    train_part, dev = datasets.get("train"), datasets.get("dev")
+    assert (len(whole), len(train_part), len(dev)) == (40, 30, 10)
+    # Both keep file order, and together they are the training slice.
+    assert sorted(train_part + dev, key=whole.index) == whole
+    assert train_part == [d for d in whole if d in train_part] and dev == [d for d in whole if d in dev]
+    assert load_datasets(config, log=quiet).get("dev") == dev
+    assert load_datasets(config.with_overrides({"data.dev_seed": 2}), log=quiet).get("dev") != dev
+    with pytest.raises(ValueError, match="conll04_train.json: data.dev_fraction: cannot hold out 1 of 1"):
+        load_datasets(config.with_overrides({"data.max_train_documents": 1}), log=quiet)
+
+
 def test_encoder_learning_rate_warms_up_then_decays_to_zero() -> None:
     factors = [warmup_then_decay(step, 20, 0.1) for step in range(20)]
     assert factors[:2] == [0.5, 1.0]  # two warm-up steps

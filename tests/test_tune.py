@@ -21,7 +21,7 @@ from deeprel.training.trainer import train
 from deeprel.tuning import OUTPUT_FILES, SearchSpace, TuneSettings, load_space, parse_objective, tune
 from deeprel.tuning.report import config_to_toml
 from deeprel.tuning.space import DEPTH_KEYS, CategoricalParam, DepthRanges
-from deeprel.tuning.study import EpochReporter, make_pruner, open_study, storage_label
+from deeprel.tuning.study import EpochReporter, base_params, make_pruner, open_study, storage_label
 
 # Small hidden sizes keep every trial at a few seconds.
 SMALL_SPACE = SearchSpace(
@@ -365,6 +365,23 @@ def test_a_trial_that_learns_nothing_is_pruned_end_to_end(tune_config, tmp_path:
     assert rows[2]["state"] == "PRUNED" and rows[2]["note"] == "pruned after epoch 2"
 
 
+def test_a_study_without_a_dev_file_holds_out_dev_and_can_start_with_the_base(tune_config, tmp_path: Path) -> None:
+    changes = {"data.dev": None, "data.dev_fraction": 0.3, "model.shared_depth": 2, "training.learning_rate": 1e-3}
+    base = tune_config.with_overrides(changes)  # every base value inside the space: no warning
+    with pytest.raises(ConfigError, match="tuning needs a dev set.*data.dev_fraction"):
+        tune(base.with_overrides({"data.dev_fraction": None}), _settings(tmp_path / "none"), log=lambda _: None)
+    settings = _settings(tmp_path / "study", trials=2, enqueue_base=True)
+    tune(base, settings, log=lambda _: None)
+    first, second = optuna.load_study(study_name="study", storage=settings.storage_url).trials
+    assert first.params == base_params(base, SMALL_SPACE)
+    assert (first.params["model.shared_depth"], first.params["model.hidden_size"]) == (2, 16)
+    assert first.state == second.state == TrialState.COMPLETE and second.params != first.params
+    run = settings.study_dir / "trials" / "0"
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["data"]["dev"] is None and saved["data"]["dev_fraction"] == 0.3
+    assert "dev_re_micro_f1" in json.loads((run / "log.jsonl").read_text().splitlines()[0]), "scored on dev"
+
+
 def test_cli_reports_bad_arguments_in_one_line(tune_config, tmp_path: Path) -> None:
     config = write_config(tune_config, tmp_path)
     result = CliRunner().invoke(main, ["tune", config, "--study-dir", str(tmp_path / "s"), "--objective", "re_f1"])
@@ -378,10 +395,14 @@ def test_cli_reports_bad_arguments_in_one_line(tune_config, tmp_path: Path) -> N
     assert result.exit_code == 2 and "error: cannot open the study storage nosuchdb://x/y" in result.output
 
 
-def test_saved_storage_urls_hide_passwords() -> None:
-    assert storage_label("postgresql+psycopg://tuner:s3cret@db.example:5432/studies") == (
-        "postgresql+psycopg://tuner:***@db.example:5432/studies"
-    )
+def test_saved_storage_urls_hide_passwords_and_this_machines_paths() -> None:
+    url = "postgresql+psycopg://tuner:s3cret@db.example:5432/studies"
+    assert storage_label(url) == "postgresql+psycopg://tuner:***@db.example:5432/studies"
+    assert TuneSettings(Path("runs/s"), storage=url).storage_for_reports == storage_label(url)
+    # The default SQLite file is saved as the command named its folder, not as an absolute path.
+    settings = TuneSettings(Path("runs/s"))
+    assert settings.storage_for_reports == "sqlite:///runs/s/study.db"
+    assert settings.storage_url == f"sqlite:///{Path.cwd() / 'runs/s/study.db'}"
 
 
 # --- surviving a kill ------------------------------------------------------------------------------

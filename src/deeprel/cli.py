@@ -447,6 +447,11 @@ def ablate(
     show_default=True,
     help="Seconds between a trial's heartbeats; one silent for 3 beats (a killed worker) is failed and retried.",
 )
+@click.option(
+    "--enqueue-base",
+    is_flag=True,
+    help="A new study's first trial trains the base configuration's own values, to compare the search with.",
+)
 @overrides_option
 @click.option("--report-only", is_flag=True, help="Rewrite the reports from the storage; train nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
@@ -464,6 +469,7 @@ def tune(
     warmup_epochs: int,
     seed: int,
     heartbeat: int,
+    enqueue_base: bool,
     overrides: tuple[str, ...],
     report_only: bool,
     quiet: bool,
@@ -489,6 +495,7 @@ def tune(
         warmup_epochs=warmup_epochs,
         seed=seed,
         heartbeat=heartbeat,
+        enqueue_base=enqueue_base,
         progress=not quiet,
         command=command_line(),
     )

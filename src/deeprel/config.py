@@ -37,6 +37,16 @@ class DataConfig(_Section):
     overlap_policy: Literal["keep_longest", "keep_first", "drop", "error"] = "keep_longest"
     max_train_documents: int | None = Field(None, ge=1, description="use only the first N (demos, tests)")
     max_eval_documents: int | None = Field(None, ge=1)
+    dev_fraction: float | None = Field(
+        None, gt=0, lt=1, description="with no dev file: hold out this seeded share of train as dev (ADE)"
+    )
+    dev_seed: int = Field(1, description="which documents dev_fraction holds out")
+
+    @model_validator(mode="after")
+    def _one_dev_source(self) -> DataConfig:
+        if self.dev is not None and self.dev_fraction is not None:
+            raise ValueError("data.dev and data.dev_fraction both give a dev set; keep one")
+        return self
 
 
 class ContextualConfig(_Section):

@@ -2,7 +2,7 @@
 
 Fold *i* is a training file and a test file named by two patterns with a ``{fold}`` placeholder
 (by default SpERT's ``datasets/ade/ade_split_{fold}_train.json`` / ``..._test.json``). The config's
-own ``data.train/dev/test/train_dev`` are replaced fold by fold.
+own ``data.train/dev/test/train_dev`` and ``data.dev_fraction`` are replaced fold by fold.
 
 **Choosing the number of epochs.** ADE has no dev set. SpERT trains every fold for a fixed number of
 epochs (20 in its paper) and tests the last one; PAPER.md does not say how Crone chose them. By
@@ -34,7 +34,6 @@ is finished; a rerun reuses finished folds and resumes an interrupted one from i
 from __future__ import annotations
 
 import json
-import random
 import re
 import shlex
 import statistics
@@ -53,7 +52,7 @@ from deeprel.inference.predictor import predict_documents
 from deeprel.model.files import load_model
 from deeprel.training.seeding import pick_device
 from deeprel.training.seeds import spread, summarise
-from deeprel.training.trainer import Split, load_datasets, train
+from deeprel.training.trainer import Split, load_datasets, split_dev, train
 
 Log = Callable[[str], None]
 
@@ -136,18 +135,6 @@ def epoch_rule(config: Config, plan: CrossvalPlan) -> str:
     if training.protocol == "retrain":
         return held_out + " picks the epoch; a fresh model then trains that many epochs on the whole training part"
     return held_out + "; the best-on-dev model, trained on the rest, is tested"
-
-
-def split_dev(documents: Sequence[Document], fraction: float, seed: int) -> tuple[list[Document], list[Document]]:
-    """``(rest, dev)``: a seeded ``fraction`` of the documents (at least one) as dev; both keep file order."""
-    size = max(1, round(fraction * len(documents)))
-    if size >= len(documents):
-        raise ValueError(f"cannot hold out {size} of {len(documents)} documents as dev")
-    chosen = set(random.Random(seed).sample(range(len(documents)), size))
-    return (
-        [d for i, d in enumerate(documents) if i not in chosen],
-        [d for i, d in enumerate(documents) if i in chosen],
-    )
 
 
 def run_crossval(
@@ -236,6 +223,7 @@ def _read_fold(config: Config, fold: int, train_file: str, test_file: str) -> tu
         {
             "data.train": train_file,
             "data.dev": None,
+            "data.dev_fraction": None,
             "data.test": test_file,
             "data.train_dev": None,
             "training.protocol": "dev",  # only so that the copy validates without train_dev
@@ -252,6 +240,7 @@ def _fold_config(
     changes: dict[str, Any] = {
         "data.train": train_file,
         "data.dev": None,
+        "data.dev_fraction": None,  # the plan's dev_fraction decides, for every fold
         "data.test": None,  # the fold is scored by run_fold, against both gold versions
         "data.train_dev": train_file if config.training.protocol == "retrain" else None,
     }
@@ -432,7 +421,7 @@ def _comparable(config: Config) -> dict[str, Any]:
     tree = config.to_dict()
     for key in ("device", "num_threads"):
         del tree["training"][key]
-    for key in ("train", "dev", "test", "train_dev"):
+    for key in ("train", "dev", "test", "train_dev", "dev_fraction", "dev_seed"):
         del tree["data"][key]
     return tree
 

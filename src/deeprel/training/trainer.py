@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -68,21 +69,47 @@ class Datasets:
         return self.splits[name].documents if name in self.splits else None
 
 
+def split_dev(documents: Sequence[Document], fraction: float, seed: int) -> tuple[list[Document], list[Document]]:
+    """``(rest, dev)``: a seeded ``fraction`` of the documents (at least one) as dev; both keep file order."""
+    size = max(1, round(fraction * len(documents)))
+    if size >= len(documents):
+        raise ValueError(f"cannot hold out {size} of {len(documents)} documents as dev")
+    chosen = set(random.Random(seed).sample(range(len(documents)), size))
+    return (
+        [d for i, d in enumerate(documents) if i not in chosen],
+        [d for i, d in enumerate(documents) if i in chosen],
+    )
+
+
 def load_datasets(config: Config, log: Log = print) -> Datasets:
-    """Read every configured split and make its entities BIO-representable, reporting what that removed."""
+    """Read every configured split and make its entities BIO-representable, reporting what that removed.
+
+    With ``data.dev_fraction`` the dev split is a seeded share of train's documents (after
+    ``max_train_documents``), and train keeps the rest."""
     data = config.data
     datasets = Datasets()
+    held_out: list[Document] = []
     for name in ("train", "dev", "test", "train_dev"):
-        path = getattr(data, name)
+        path = data.train if name == "dev" and data.dev_fraction is not None else getattr(data, name)
         if path is None:
             continue
         resolved = resolve_data_path(path)
-        documents = read_documents(resolved, fmt=data.format)
-        if name != "test" and (empty := sum(1 for d in documents if not d.tokens)):
-            log(f"{name}: skipping {empty} empty documents")
-            documents = [d for d in documents if d.tokens]
-        limit = data.max_train_documents if name in ("train", "train_dev") else data.max_eval_documents
-        documents = documents[:limit] if limit else documents
+        if name == "dev" and data.dev_fraction is not None:
+            documents = held_out
+        else:
+            documents = read_documents(resolved, fmt=data.format)
+            if name != "test" and (empty := sum(1 for d in documents if not d.tokens)):
+                log(f"{name}: skipping {empty} empty documents")
+                documents = [d for d in documents if d.tokens]
+            limit = data.max_train_documents if name in ("train", "train_dev") else data.max_eval_documents
+            documents = documents[:limit] if limit else documents
+        if name == "train" and data.dev_fraction is not None:
+            try:
+                documents, held_out = split_dev(documents, data.dev_fraction, data.dev_seed)
+            except ValueError as error:
+                raise ValueError(f"{resolved}: data.dev_fraction: {error}") from None
+            total = len(documents) + len(held_out)
+            log(f"dev: {len(held_out)} of {total} train documents held out (data.dev_fraction)")
         if name != "test":
             # Training targets must be BIO-representable; test gold stays complete (honest evaluation).
             documents, stats = resolve_all(documents, data.overlap_policy)

@@ -18,7 +18,7 @@ from deeprel.config import Config
 from deeprel.tuning.objective import Objective, parse_objective
 from deeprel.tuning.report import OUTPUT_FILES, describe, write_reports
 from deeprel.tuning.space import SearchSpace, load_space
-from deeprel.tuning.study import TuneSettings, check_record, load_study, run_trials, storage_label
+from deeprel.tuning.study import TuneSettings, check_record, load_study, run_trials
 
 __all__ = [
     "OUTPUT_FILES",
@@ -54,4 +54,4 @@ def report(base: Config, settings: TuneSettings) -> dict[str, Any]:
 
 
 def _write(study: optuna.Study, base: Config, settings: TuneSettings) -> dict[str, Any]:
-    return write_reports(study, base, settings.study_dir, storage_label(settings.storage_url), settings.command)
+    return write_reports(study, base, settings.study_dir, settings.storage_for_reports, settings.command)

@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from deeprel.config import Config, ConfigError
 from deeprel.training.trainer import train
 from deeprel.tuning.objective import Objective, parse_objective
-from deeprel.tuning.space import SearchSpace
+from deeprel.tuning.space import DEPTH_KEYS, SearchSpace
 
 Log = Callable[[str], None]
 
@@ -56,12 +56,21 @@ class TuneSettings:
     startup_trials: int = 5
     seed: int = 1
     heartbeat: int = 30
+    enqueue_base: bool = False
     progress: bool = False
     command: str = ""
 
     @property
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///{(self.study_dir / 'study.db').resolve()}"
+
+    @property
+    def storage_for_reports(self) -> str:
+        """The storage as reports save it: the default SQLite file under the study directory as the command
+        named it (not this machine's absolute path), any other URL without its password."""
+        if self.storage is None:
+            return f"sqlite:///{self.study_dir / 'study.db'}"
+        return storage_label(self.storage)
 
     @property
     def name(self) -> str:
@@ -169,8 +178,23 @@ def open_study(base: Config, settings: TuneSettings) -> optuna.Study:
     if _ATTR not in study.user_attrs and not study.get_trials(deepcopy=False):
         study.set_user_attr(_ATTR, study_record(base, settings))
     check_record(study, base, settings)
+    if settings.enqueue_base and not study.get_trials(deepcopy=False):
+        # skip_if_exists: two workers starting together on a new study enqueue it once.
+        study.enqueue_trial(base_params(base, settings.space), skip_if_exists=True)
     sampler = optuna.samplers.TPESampler(seed=settings.seed + len(study.get_trials(deepcopy=False)), constant_liar=True)
     return optuna.load_study(study_name=settings.name, storage=storage, sampler=sampler, pruner=pruner)
+
+
+def base_params(base: Config, space: SearchSpace) -> dict[str, Any]:
+    """The base configuration's own value of every searched key: a trial's params for the base itself."""
+    tree = base.to_dict()
+    values: dict[str, Any] = {}
+    for dotted in (*DEPTH_KEYS, *space.params):
+        node: Any = tree
+        for key in dotted.split("."):
+            node = node[key]
+        values[dotted] = node
+    return values
 
 
 def make_pruner(kind: Literal["median", "none"], warmup_epochs: int, startup_trials: int) -> optuna.pruners.BasePruner:
@@ -308,8 +332,11 @@ def run_trials(
     log: Log = print,
 ) -> optuna.Study:
     """Join the study and run trials until it has ``settings.trials`` finished ones (all workers together)."""
-    if base.data.dev is None:
-        raise ConfigError("tuning needs a dev set: the configuration has no data.dev")
+    if base.data.dev is None and base.data.dev_fraction is None:
+        raise ConfigError(
+            "tuning needs a dev set: the configuration has no data.dev; with no dev file (ADE),"
+            " hold out part of train with data.dev_fraction"
+        )
     settings.space.check(base, settings.space_source)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are reported through ``log`` instead
     study = open_study(base, settings)
