@@ -380,6 +380,8 @@ def test_a_study_without_a_dev_file_holds_out_dev_and_can_start_with_the_base(tu
     saved = json.loads((run / "config.json").read_text())
     assert saved["data"]["dev"] is None and saved["data"]["dev_fraction"] == 0.3
     assert "dev_re_micro_f1" in json.loads((run / "log.jsonl").read_text().splitlines()[0]), "scored on dev"
+    notes = [row["note"] for row in _csv_rows(settings.study_dir / "trials.csv")]
+    assert notes == ["the base configuration (--enqueue-base)", ""]
 
 
 def test_cli_reports_bad_arguments_in_one_line(tune_config, tmp_path: Path) -> None:

@@ -59,6 +59,8 @@ def trial_row(trial: FrozenTrial) -> TrialRow:
         note = trial.user_attrs.get("error") or "its worker stopped (no heartbeat)"
     elif retried is not None:
         note = f"retry of trial {retried}"
+    elif "fixed_params" in trial.system_attrs:  # enqueued, and deeprel enqueues only the base
+        note = "the base configuration (--enqueue-base)"
     else:
         note = ""
     value = trial.value if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) else None
