@@ -162,6 +162,13 @@ class Config(_Section):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    def value_of(self, dotted: str) -> Any:
+        """The value at a dotted key, e.g. "model.shared_depth"."""
+        node: Any = self.to_dict()
+        for key in dotted.split("."):
+            node = node[key]
+        return node
+
     def with_overrides(self, overrides: dict[str, Any]) -> Config:
         """A copy with dotted keys replaced, e.g. {"model.shared_depth": 2}."""
         tree = self.to_dict()

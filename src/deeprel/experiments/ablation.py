@@ -116,20 +116,13 @@ def build_variant(base: Config, name: str) -> Variant:
         return Variant(name, base.with_overrides(ablated.overrides()))
     if name in INPUT_VARIANTS:
         key, what = INPUT_VARIANTS[name]
-        if not _value(base, key):
+        if not base.value_of(key):
             return Variant(name, None, f"the tuned model does not use {what}, so this variant is the tuned model")
         try:
             return Variant(name, base.with_overrides({key: False}))
         except ConfigError:
             return Variant(name, None, f"{what} is the tuned model's only input; without it there is no input")
     raise ValueError(f"unknown ablation variant {name!r}; known: {', '.join(VARIANTS)}")
-
-
-def _value(config: Config, dotted: str) -> Any:
-    node: Any = config.to_dict()
-    for key in dotted.split("."):
-        node = node[key]
-    return node
 
 
 def run_ablation(

@@ -187,14 +187,7 @@ def open_study(base: Config, settings: TuneSettings) -> optuna.Study:
 
 def base_params(base: Config, space: SearchSpace) -> dict[str, Any]:
     """The base configuration's own value of every searched key: a trial's params for the base itself."""
-    tree = base.to_dict()
-    values: dict[str, Any] = {}
-    for dotted in (*DEPTH_KEYS, *space.params):
-        node: Any = tree
-        for key in dotted.split("."):
-            node = node[key]
-        values[dotted] = node
-    return values
+    return {dotted: base.value_of(dotted) for dotted in (*DEPTH_KEYS, *space.params)}
 
 
 def make_pruner(kind: Literal["median", "none"], warmup_epochs: int, startup_trials: int) -> optuna.pruners.BasePruner:
