@@ -88,39 +88,36 @@ def load_datasets(config: Config, log: Log = print) -> Datasets:
     ``max_train_documents``), and train keeps the rest."""
     data = config.data
     datasets = Datasets()
-    held_out: list[Document] = []
     for name in ("train", "dev", "test", "train_dev"):
-        path = data.train if name == "dev" and data.dev_fraction is not None else getattr(data, name)
+        path = getattr(data, name)  # data.dev is None whenever data.dev_fraction is set
         if path is None:
             continue
         resolved = resolve_data_path(path)
-        if name == "dev" and data.dev_fraction is not None:
-            documents = held_out
-        else:
-            documents = read_documents(resolved, fmt=data.format)
-            if name != "test" and (empty := sum(1 for d in documents if not d.tokens)):
-                log(f"{name}: skipping {empty} empty documents")
-                documents = [d for d in documents if d.tokens]
-            limit = data.max_train_documents if name in ("train", "train_dev") else data.max_eval_documents
-            documents = documents[:limit] if limit else documents
+        documents = read_documents(resolved, fmt=data.format)
+        if name != "test" and (empty := sum(1 for d in documents if not d.tokens)):
+            log(f"{name}: skipping {empty} empty documents")
+            documents = [d for d in documents if d.tokens]
+        limit = data.max_train_documents if name in ("train", "train_dev") else data.max_eval_documents
+        parts = [(name, documents[:limit] if limit else documents)]
         if name == "train" and data.dev_fraction is not None:
             try:
-                documents, held_out = split_dev(documents, data.dev_fraction, data.dev_seed)
+                rest, held_out = split_dev(parts[0][1], data.dev_fraction, data.dev_seed)
             except ValueError as error:
                 raise ValueError(f"{resolved}: data.dev_fraction: {error}") from None
-            total = len(documents) + len(held_out)
-            log(f"dev: {len(held_out)} of {total} train documents held out (data.dev_fraction)")
-        if name != "test":
-            # Training targets must be BIO-representable; test gold stays complete (honest evaluation).
-            documents, stats = resolve_all(documents, data.overlap_policy)
-        else:
-            stats = OverlapStats()
-        if stats.entities_removed:
-            log(
-                f"{name}: overlap policy {data.overlap_policy!r} removed {stats.entities_removed} entities"
-                f" and {stats.relations_removed} relations in {stats.documents_affected} documents"
-            )
-        datasets.splits[name] = Split(name, resolved, documents, stats)
+            log(f"dev: {len(held_out)} of {len(parts[0][1])} train documents held out (data.dev_fraction)")
+            parts = [("train", rest), ("dev", held_out)]
+        for part, documents in parts:
+            if part != "test":
+                # Training targets must be BIO-representable; test gold stays complete (honest evaluation).
+                documents, stats = resolve_all(documents, data.overlap_policy)
+            else:
+                stats = OverlapStats()
+            if stats.entities_removed:
+                log(
+                    f"{part}: overlap policy {data.overlap_policy!r} removed {stats.entities_removed} entities"
+                    f" and {stats.relations_removed} relations in {stats.documents_affected} documents"
+                )
+            datasets.splits[part] = Split(part, resolved, documents, stats)
     if "train" not in datasets.splits:
         raise ValueError("the configuration names no training data (data.train)")
     return datasets
