@@ -124,7 +124,7 @@ def test_ade_section_pairs_later_runs_with_the_first_on_the_folds_both_ran(tmp_p
     add_result(tmp_path / "ade.json", "finetuned", finetuned)
     page = render_report(tmp_path)
     assert (
-        "**finetuned** − **frozen**, paired by fold over the 1 folds both ran:"
+        "**finetuned** − **frozen**, paired by fold over the 1 fold both ran:"
         " NER macro F1 +2.00 (higher on 1 of 1); RE macro F1 +3.00 (higher on 1 of 1)." in page
     )
 

@@ -280,7 +280,8 @@ def _paired_by_fold(results: dict[str, Any]) -> list[str]:
             d = paired_difference([f[key] for f, _ in pairs], [r[key] for _, r in pairs])
             higher = sum(v > 0 for v in d["runs"])
             parts.append(f"{label} {with_sd(_signed(d['mean']), d['sd'])} (higher on {higher} of {len(pairs)})")
-        heading = f"**{name}** − **{names[0]}**, paired by fold over the {len(pairs)} folds both ran"
+        folds = f"{len(pairs)} folds" if len(pairs) > 1 else "1 fold"
+        heading = f"**{name}** − **{names[0]}**, paired by fold over the {folds} both ran"
         lines += ["", f"{heading}: {'; '.join(parts)}."]
     return lines
 
