@@ -232,5 +232,4 @@ def _extraction(text: str, sentences: list[Document]) -> Extraction:
     return Extraction(text, tuple(parts), tuple(entities), tuple(relations))
 
 
-
 load = Extractor.load  # deeprel.load(path, ...): load a trained model directory for extraction

@@ -41,9 +41,7 @@ def add_result(path: Path, name: str, summary: dict[str, Any]) -> None:
     write_text_atomically(path, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
 
 
-def evaluation_summary(
-    result: Any, meta: dict[str, Any], data: Path, threshold: float, command: str
-) -> dict[str, Any]:
+def evaluation_summary(result: Any, meta: dict[str, Any], data: Path, threshold: float, command: str) -> dict[str, Any]:
     """One `deeprel evaluate` run as a result-file entry: flat strict and boundaries scores in percent
     (two decimals), the relation threshold, the epoch and parameter count the model was saved with."""
     return {
