@@ -98,13 +98,14 @@ def load_datasets(config: Config, log: Log = print) -> Datasets:
             log(f"{name}: skipping {empty} empty documents")
             documents = [d for d in documents if d.tokens]
         limit = data.max_train_documents if name in ("train", "train_dev") else data.max_eval_documents
-        parts = [(name, documents[:limit] if limit else documents)]
+        documents = documents[:limit] if limit else documents
+        parts = [(name, documents)]
         if name == "train" and data.dev_fraction is not None:
             try:
-                rest, held_out = split_dev(parts[0][1], data.dev_fraction, data.dev_seed)
+                rest, held_out = split_dev(documents, data.dev_fraction, data.dev_seed)
             except ValueError as error:
                 raise ValueError(f"{resolved}: data.dev_fraction: {error}") from None
-            log(f"dev: {len(held_out)} of {len(parts[0][1])} train documents held out (data.dev_fraction)")
+            log(f"dev: {len(held_out)} of {len(documents)} train documents held out (data.dev_fraction)")
             parts = [("train", rest), ("dev", held_out)]
         for part, documents in parts:
             if part != "test":
