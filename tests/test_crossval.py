@@ -3,6 +3,7 @@
 import json
 import statistics
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -114,7 +115,7 @@ def test_split_dev_is_seeded_disjoint_and_keeps_order() -> None:
         split_dev(documents[:1], 0.5, seed=1)
 
 
-def _result(fold: int, ner_macro: float, re_macro: float, seconds: float) -> dict:
+def _result(fold: int, ner_macro: float, re_macro: float, seconds: float, parameters: int = 7) -> dict:
     def prf(f1: float) -> dict:
         return {"precision": f1 + 1, "recall": f1 - 1, "f1": f1}
 
@@ -130,7 +131,7 @@ def _result(fold: int, ner_macro: float, re_macro: float, seconds: float) -> dic
         "test_documents": 10,
         "overlaps": {"policy": "keep_longest", "train_removed": overlaps, "test_unrepresentable": overlaps},
         "training": {
-            "trainable_parameters": 7,
+            "trainable_parameters": parameters,
             "train_seconds": seconds,
             "epochs_run": 4,
             "best_epoch": 4,
@@ -165,6 +166,14 @@ def test_summary_is_mean_and_sample_sd_over_folds() -> None:
     assert "seeds" not in summary and "without_overlaps" not in summarise_folds(results)
 
 
+def test_folds_keep_their_own_parameter_counts() -> None:
+    # Each fold builds its character vocabulary from its own training part, so counts may differ a little.
+    results = [_result(0, 80.0, 60.0, 30, parameters=125), _result(1, 84.0, 70.0, 60, parameters=100)]
+    summary = summarise_folds(results)
+    assert [f["trainable_parameters"] for f in summary["folds"]] == [125, 100]
+    assert summary["trainable_parameters"] == 125 and summary["trainable_parameters_range"] == [100, 125]
+
+
 COMMAND = "deeprel crossval configs/ade.toml --runs runs/ade --folds {} --set training.retrain_epochs=6"
 
 
@@ -194,6 +203,19 @@ def test_merged_folds_summarise_like_one_call_over_all_of_them() -> None:
     third = merge_fold_summaries(merged, _summary([_result(4, 70.0, 50.0, 60)], "4", protocol={"epochs": "6"}))
     assert [f["fold"] for f in third["folds"]] == [0, 1, 2, 4] and third["command"] == COMMAND.format("0-2,4")
     assert len(third["merged_commands"]) == 3
+
+
+def test_merging_folds_with_other_parameter_counts_keeps_the_range() -> None:
+    results = [_result(0, 80.0, 60.0, 60, parameters=125), _result(1, 84.0, 70.0, 60, parameters=100)]
+    results.append(_result(2, 85.0, 62.0, 60, parameters=150))
+    stored = _summary(results[1:], "1-2", protocol={"epochs": "6"})
+    merged = merge_fold_summaries(stored, _summary(results[:1], "0", protocol={"epochs": "6"}))
+    assert merged == {**_summary(results, "0-2", protocol={"epochs": "6"}), "merged_commands": ANY}
+    assert merged["trainable_parameters"] == 125 and merged["trainable_parameters_range"] == [100, 150]
+    # A row stored before ranges were recorded counts as one number.
+    legacy = {k: v for k, v in stored.items() if k != "trainable_parameters_range"} | {"trainable_parameters": 90}
+    merged = merge_fold_summaries(legacy, _summary(results[:1], "0", protocol={"epochs": "6"}))
+    assert merged["trainable_parameters_range"] == [90, 125]
 
 
 def test_merging_other_settings_or_a_stored_fold_is_refused() -> None:

@@ -112,6 +112,9 @@ def test_ade_section_reports_folds_overlaps_and_the_macro_gap(tmp_path):
     assert "216 entities and 350 relations" in page and "24 gold entities and 39 gold relations" in page
     assert "| 1 | 88.00 | 80.00 | 88.50 | 79.00 | 7 |" in page
     assert "| re macro F1 | 83.74 | 78.84 | 80.00 ± 2.00 | −3.74 (frozen (2 of 10 folds)) |" in page
+    # Folds whose character vocabularies differ show the range of their parameter counts.
+    add_result(tmp_path / "ade.json", "frozen", {**_folds_summary(), "trainable_parameters_range": [975, 1000]})
+    assert "| 88.00 ± 2.00 | 80.00 ± 2.00 | 975–1,000 | 12.50 |" in render_report(tmp_path)
 
 
 def test_ade_section_pairs_later_runs_with_the_first_on_the_folds_both_ran(tmp_path):

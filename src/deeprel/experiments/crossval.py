@@ -258,8 +258,11 @@ def summarise_folds(results: Sequence[dict[str, Any]], score_without_overlaps: b
     """Mean and sample sd over folds of the strict test scores (percent), per-fold numbers, overlap counts."""
     scores = summarise([(r["fold"], r) for r in results])
     del scores["seeds"]  # the per-fold records below name the folds
+    counts = [r["training"]["trainable_parameters"] for r in results]
     summary: dict[str, Any] = {
         **scores,
+        # The first fold's count; folds differ by a few character embeddings (each builds its own vocabulary).
+        "trainable_parameters_range": [min(counts), max(counts)],
         "folds": [_fold_record(r, score_without_overlaps) for r in results],
         "overlaps": {
             "policy": results[0]["overlaps"]["policy"],
@@ -292,25 +295,31 @@ def merge_fold_summaries(stored: dict[str, Any], new: dict[str, Any]) -> dict[st
     """One summary over the folds of ``stored`` and those of ``new``, from two calls of the same command that
     ran different folds (on two machines, or in two sessions whose run directories were not kept).
 
-    The calls must agree on everything but ``--folds`` (protocol, model size, command), and no fold may be
-    in both. Means and sds are recomputed from the per-fold values; minutes per fold are weighted by folds.
+    The calls must agree on everything but ``--folds`` (protocol and command), and no fold may be in both.
+    The model size is not compared: a fold's character vocabulary, and so its parameter count, comes from its
+    own training part. Means and sds are recomputed from the per-fold values; minutes per fold are weighted
+    by folds; the parameter count is the lowest fold's, as one call over the folds in order would record.
     The merged ``command`` runs every fold in one call (finished folds are reused); ``merged_commands``
     lists the calls that produced the numbers.
     """
     check_mergeable(stored, new["command"], [f["fold"] for f in new["folds"]])
-    for key in ("protocol", "trainable_parameters"):
-        if stored[key] != new[key]:
-            raise ValueError(f"cannot merge folds: the stored and the new runs differ in {key}")
+    if stored["protocol"] != new["protocol"]:
+        raise ValueError("cannot merge folds: the stored and the new runs differ in protocol")
     if ("without_overlaps" in stored) != ("without_overlaps" in new):
         raise ValueError("cannot merge folds: only one of the two was scored --score-without-overlaps")
 
+    # Rows stored before the range was recorded hold only their first fold's count.
+    counts = [n for s in (stored, new) for n in s.get("trainable_parameters_range", [s["trainable_parameters"]])]
     order = sorted([*stored["folds"], *new["folds"]], key=lambda f: f["fold"])
     folds = [f["fold"] for f in order]
     numbers = [[f["fold"] for f in s["folds"]] for s in (stored, new)]
     merged: dict[str, Any] = {
         "protocol": new["protocol"],
         **_merged_scores([(stored, numbers[0]), (new, numbers[1])], folds),
-        "trainable_parameters": new["trainable_parameters"],
+        "trainable_parameters": min((stored, new), key=lambda s: min(f["fold"] for f in s["folds"]))[
+            "trainable_parameters"
+        ],
+        "trainable_parameters_range": [min(counts), max(counts)],
         "train_minutes_per_run": round(
             (stored["train_minutes_per_run"] * len(stored["folds"]) + new["train_minutes_per_run"] * len(new["folds"]))
             / len(folds),
@@ -386,6 +395,7 @@ def _fold_record(result: dict[str, Any], score_without_overlaps: bool) -> dict[s
         "fold": result["fold"],
         **_f1s(result["test"]),
         "epochs_run": training["epochs_run"],
+        "trainable_parameters": training["trainable_parameters"],
         "tested_epoch": training["best_epoch"],  # the best dev epoch, or the last of a fixed-length run
         "test_documents": result["test_documents"],
         "train_overlaps_removed": result["overlaps"]["train_removed"],

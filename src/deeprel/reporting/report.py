@@ -217,6 +217,12 @@ def tuning(results: dict[str, Any]) -> list[str]:
     return lines + ["Commands:", ""] + _commands(results)
 
 
+def _parameters(summary: dict[str, Any]) -> str:
+    """The trainable parameter count, or its range where folds built different character vocabularies."""
+    low, high = summary.get("trainable_parameters_range", [summary["trainable_parameters"]] * 2)
+    return _number(low) if low == high else f"{_number(low)}–{_number(high)}"
+
+
 def ade(results: dict[str, Any]) -> list[str]:
     rows = []
     for name, s in results.items():
@@ -224,7 +230,7 @@ def ade(results: dict[str, Any]) -> list[str]:
             [name, str(len(s["folds"]))]
             + [pm(s, key, bold="macro" in key) for key in ("ner_macro_f1", "re_macro_f1")]
             + [pm(s, key) for key in ("ner_micro_f1", "re_micro_f1")]
-            + [_number(s["trainable_parameters"]), _number(s.get("train_minutes_per_run"))]
+            + [_parameters(s), _number(s.get("train_minutes_per_run"))]
         )
     header = ["run", "folds", "**NER macro F1**", "**RE macro F1**", "NER micro F1", "RE micro F1"]
     lines = _table(header + ["trainable parameters", "minutes per fold"], rows)
