@@ -261,7 +261,7 @@ def summarise_folds(results: Sequence[dict[str, Any]], score_without_overlaps: b
     counts = [r["training"]["trainable_parameters"] for r in results]
     summary: dict[str, Any] = {
         **scores,
-        # The first fold's count; folds differ by a few character embeddings (each builds its own vocabulary).
+        # trainable_parameters (from summarise) is the first fold's; folds differ by a few character embeddings.
         "trainable_parameters_range": [min(counts), max(counts)],
         "folds": [_fold_record(r, score_without_overlaps) for r in results],
         "overlaps": {
