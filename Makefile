@@ -24,6 +24,7 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 # The report reads docs/results/speed_*.json: NAME tells the runs apart (e.g. frozen, finetuned).

@@ -45,8 +45,8 @@ from spacy_ner.prepare import from_spacy_doc, to_spacy_doc
 
 from deeprel.atomic import write_atomically, write_text_atomically
 from deeprel.config import resolve_data_path
-from deeprel.data.readers import read_documents, read_types
-from deeprel.data.types import Document, Entity
+from deeprel.data.readers import read_sentences, read_types
+from deeprel.data.types import Entity, Sentence
 from deeprel.evaluation.metrics import Scores, evaluate
 
 
@@ -81,11 +81,11 @@ class Throughput:
         }
 
 
-def write_benchmark_input(documents: Sequence[Document], repeat: int, path: Path) -> int:
-    """The documents' tokens as ``{"tokens": [...]}`` lines, all of them ``repeat`` times over; the line count."""
+def write_benchmark_input(sentences: Sequence[Sentence], repeat: int, path: Path) -> int:
+    """The sentences' tokens as ``{"tokens": [...]}`` lines, all of them ``repeat`` times over; the line count."""
     if repeat < 1:
         raise ValueError(f"--repeat must be at least 1, got {repeat}")
-    lines = [json.dumps({"tokens": list(d.tokens)}, ensure_ascii=False) + "\n" for d in documents]
+    lines = [json.dumps({"tokens": list(s.tokens)}, ensure_ascii=False) + "\n" for s in sentences]
 
     def write(f: TextIO) -> None:
         for _ in range(repeat):
@@ -95,29 +95,29 @@ def write_benchmark_input(documents: Sequence[Document], repeat: int, path: Path
     return len(lines) * repeat
 
 
-def document_from_record(record: dict[str, Any], where: str) -> Document:
-    """A deeprel extract output record of one pre-tokenised sentence as a Document with its entities."""
+def sentence_from_record(record: dict[str, Any], where: str) -> Sentence:
+    """A deeprel extract output record of one pre-tokenised sentence as a Sentence with its entities."""
     sentences = record.get("sentences")
     if not isinstance(sentences, list) or len(sentences) != 1:
         raise ValueError(f"{where}: expected exactly one sentence in the record, got {sentences!r:.80}")
     entities = record.get("entities", [])
     if any(e["sentence"] != 0 for e in entities):
         raise ValueError(f"{where}: an entity points at a sentence other than 0")
-    return Document(
+    return Sentence(
         tokens=tuple(sentences[0]["tokens"]),
         entities=tuple(Entity(e["type"], e["token_start"], e["token_end"], e["score"]) for e in entities),
-        doc_id=str(record.get("id") or record.get("line", "")),
+        id=str(record.get("id") or record.get("line", "")),
     )
 
 
-def read_extract_output(path: Path, count: int) -> list[Document]:
-    """The first ``count`` records of a deeprel extract output file (in input line order) as Documents."""
+def read_extract_output(path: Path, count: int) -> list[Sentence]:
+    """The first ``count`` records of a deeprel extract output file (in input line order) as Sentences."""
     with path.open(encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]
     records.sort(key=lambda r: r["line"])
     if len(records) < count:
         raise ValueError(f"{path}: {len(records)} records, expected at least {count}")
-    return [document_from_record(r, f"{path}: line {r['line']}") for r in records[:count]]
+    return [sentence_from_record(r, f"{path}: line {r['line']}") for r in records[:count]]
 
 
 def read_token_lines(path: Path) -> list[list[str]]:
@@ -140,7 +140,7 @@ def timed_run(command: list[str]) -> tuple[float, float]:
     return seconds, cpu
 
 
-def ner_scores(gold: Sequence[Document], predicted: Sequence[Document], entity_types: Sequence[str]) -> Scores:
+def ner_scores(gold: Sequence[Sentence], predicted: Sequence[Sentence], entity_types: Sequence[str]) -> Scores:
     """Strict NER scores (boundaries and type must match)."""
     return evaluate(gold, predicted, entity_types=entity_types).strict.ner
 
@@ -171,7 +171,7 @@ def time_deeprel(
     return Throughput(sentences, seconds, startup, cpu), command, startup_command
 
 
-def time_spacy(args: argparse.Namespace, source: Path) -> tuple[Throughput, list[Document], dict[str, Any]]:
+def time_spacy(args: argparse.Namespace, source: Path) -> tuple[Throughput, list[Sentence], dict[str, Any]]:
     """Load the spaCy pipeline and run it over ``source``; the throughput, every prediction and model facts."""
 
     def cpu_now() -> float:  # children count too, for n_process > 1
@@ -180,7 +180,7 @@ def time_spacy(args: argparse.Namespace, source: Path) -> tuple[Throughput, list
     cpu_before, started = cpu_now(), time.perf_counter()
     nlp = spacy.load(args.spacy_model)
     loaded = time.perf_counter()
-    docs = (to_spacy_doc(Document(tokens=tuple(tokens)), nlp.vocab) for tokens in read_token_lines(source))
+    docs = (to_spacy_doc(Sentence(tokens=tuple(tokens)), nlp.vocab) for tokens in read_token_lines(source))
     predicted = list(nlp.pipe(docs, batch_size=args.batch_size, n_process=args.spacy_processes))
     finished, cpu = time.perf_counter(), cpu_now() - cpu_before
     training = nlp.config["training"]
@@ -256,7 +256,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     data = resolve_data_path(args.data)
-    gold = read_documents(data)
+    gold = read_sentences(data)
     entity_types, _ = read_types(resolve_data_path(args.types))
     with tempfile.TemporaryDirectory() as temporary:
         work = args.work_dir or Path(temporary)

@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 from deeprel.config import resolve_data_path
-from deeprel.data.readers import read_documents
-from deeprel.inference.predictor import predict_documents
-from deeprel.model.files import load_model
-from deeprel.training.trainer import Trainer
+from deeprel.data.readers import read_sentences
+from deeprel.inference.predictor import Predictor
+from deeprel.runtime import Runtime
+from deeprel.training.trainer import train
 
 
 def timed(function, repeats: int) -> float:
@@ -50,10 +50,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    loaded = load_model(args.model)
-    documents = read_documents(resolve_data_path(args.data))
-    encoder = loaded.model.embedder.contextual
-    tokens = sorted((d.tokens for d in documents), key=len)
+    predictor = Predictor.load(args.model, device="cpu")
+    sentences = read_sentences(resolve_data_path(args.data))
+    encoder = predictor.model.embedder.contextual
+    tokens = sorted((s.tokens for s in sentences), key=len)
 
     def encoder_only() -> None:
         with torch.no_grad():
@@ -61,35 +61,35 @@ def main() -> None:
                 encoder(tokens[k : k + args.batch_size])
 
     def end_to_end() -> None:
-        predict_documents(loaded.model, loaded.featurizer, documents, batch_size=args.batch_size)
+        predictor.predict(sentences, batch_size=args.batch_size)
 
     encoder_seconds = timed(encoder_only, args.repeats) if encoder is not None else None
     e2e_seconds = timed(end_to_end, args.repeats)
 
     changes = {"training.max_epochs": args.train_epochs, "training.protocol": "dev", "data.test": None}
-    changes["training.num_threads"] = None  # all cores, whatever the run was trained with
-    contextual = loaded.model.config.embeddings.contextual
+    contextual = predictor.config.embeddings.contextual
     if contextual.enabled and (args.model / contextual.encoder).is_dir():
         changes["embeddings.contextual.encoder"] = str((args.model / contextual.encoder).resolve())
-    config = loaded.model.config.with_overrides(changes)
+    config = predictor.config.with_overrides(changes)
+    runtime = Runtime(device="cpu", num_threads=None)  # all cores, whatever the run was trained with
     with tempfile.TemporaryDirectory() as run:
-        Trainer(config, run, progress=False, log=lambda _: None).run()
+        train(config, run, runtime=runtime, progress=False, log=lambda _: None)
         rows = [json.loads(line) for line in (Path(run) / "log.jsonl").read_text().splitlines()]
     epoch_seconds = [r["seconds"] for r in rows]
 
     result = {
         "model": str(args.model),
         "mode": config.embeddings.contextual.mode if config.embeddings.contextual.enabled else "none",
-        "sentences": len(documents),
+        "sentences": len(sentences),
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "encoder_seconds": round(encoder_seconds, 3) if encoder_seconds else None,
-        "encoder_sentences_per_second": round(len(documents) / encoder_seconds, 1) if encoder_seconds else None,
+        "encoder_sentences_per_second": round(len(sentences) / encoder_seconds, 1) if encoder_seconds else None,
         "end_to_end_seconds": round(e2e_seconds, 3),
-        "end_to_end_sentences_per_second": round(len(documents) / e2e_seconds, 1),
+        "end_to_end_sentences_per_second": round(len(sentences) / e2e_seconds, 1),
         "end_to_end_over_encoder": round(e2e_seconds / encoder_seconds, 2) if encoder_seconds else None,
         "train_epoch_seconds": epoch_seconds,
-        "train_documents": len(read_documents(resolve_data_path(config.data.train))),
+        "train_documents": len(read_sentences(resolve_data_path(config.data.train))),
         "command": "python " + " ".join(sys.argv),
     }
     text = json.dumps(result, indent=2)

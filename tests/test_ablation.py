@@ -11,7 +11,6 @@ from deeprel.cli import main
 from deeprel.config import Config, load_config
 from deeprel.experiments import ablation, crossval
 from deeprel.experiments.ablation import (
-    F1_KEYS,
     VARIANTS,
     Depths,
     ablated_depths,
@@ -19,6 +18,7 @@ from deeprel.experiments.ablation import (
     run_ablation,
     store_ablation,
 )
+from deeprel.reporting.results import F1_METRICS as F1_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,7 +105,7 @@ def _fake_summary(config: Config, run_ids: list[int]) -> dict:
 def test_conll04_ablation_entries_and_paired_differences(monkeypatch, tmp_path: Path) -> None:
     calls = []
 
-    def fake_run_seeds(config, seeds, runs, select_once, progress, log):
+    def fake_run_seeds(config, seeds, runs, select_once, runtime, progress, log):
         calls.append((runs, tuple(seeds), select_once))
         return {**_fake_summary(config, list(seeds)), "seeds": list(seeds)}
 
@@ -152,7 +152,7 @@ def test_conll04_ablation_entries_and_paired_differences(monkeypatch, tmp_path: 
 def test_ade_ablation_runs_crossval_per_variant(monkeypatch, tmp_path: Path) -> None:
     plans = []
 
-    def fake_run_crossval(config, runs, plan, progress, log):
+    def fake_run_crossval(config, runs, plan, runtime, progress, log):
         plans.append((runs, plan))
         return {**_fake_summary(config, list(plan.folds)), "folds": [{"fold": f} for f in plan.folds]}
 
@@ -185,7 +185,7 @@ def test_conll04_ablation_needs_the_retrain_protocol(tmp_path: Path) -> None:
 def test_cli_ablate_and_crossval_parse_and_store(monkeypatch, tmp_path: Path) -> None:
     seen = {}
 
-    def fake_run_ablation(config, dataset, runs, variants, seeds, plan, select_once, command, log):
+    def fake_run_ablation(config, dataset, runs, variants, seeds, plan, select_once, command, runtime, log):
         seen.update(
             dataset=dataset,
             variants=variants,
@@ -234,7 +234,7 @@ def test_cli_ablate_and_crossval_parse_and_store(monkeypatch, tmp_path: Path) ->
     monkeypatch.setattr(
         crossval,
         "run_crossval",
-        lambda config, runs, plan, score, log: {"folds": list(plan.folds), "dev": plan.dev_fraction},
+        lambda config, runs, plan, score, runtime, log: {"folds": list(plan.folds), "dev": plan.dev_fraction},
     )
     outcome = CliRunner().invoke(
         main,

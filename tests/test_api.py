@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import deeprel
-from deeprel.api import Extraction, Extractor
+from deeprel.api import ExtractedEntity, ExtractedRelation, ExtractedSentence, Extraction, Extractor
+from deeprel.data.types import DataError
 from deeprel.model.files import ModelLoadError
 
 
@@ -78,8 +79,8 @@ def test_sentences_entities_and_relations_agree(extractor, sentences) -> None:
     assert len(record["entities"]) == len(result.entities) and len(record["relations"]) == len(result.relations)
     for relation, item in zip(result.relations, record["relations"]):
         assert item["type"] == relation.type
-        assert record["entities"][item["head"]] == relation.head.to_dict()
-        assert record["entities"][item["tail"]] == relation.tail.to_dict()
+        assert record["entities"][item["head"]] == relation.head.model_dump(mode="json")
+        assert record["entities"][item["tail"]] == relation.tail.model_dump(mode="json")
 
 
 def test_relations_come_from_one_sentence_even_at_threshold_zero(trained_run, sentences) -> None:
@@ -109,7 +110,7 @@ def test_a_list_keeps_its_order(extractor, sentences) -> None:
 @pytest.mark.parametrize("text", ["", " ", " \n\n\t  \u3000 "])
 def test_empty_and_whitespace_input_give_an_empty_extraction(extractor, text) -> None:
     result = extractor(text)
-    assert result == Extraction(text, (), (), ())
+    assert result == Extraction(text=text, sentences=(), entities=(), relations=())
     assert result.to_dict() == {"text": text, "sentences": [], "entities": [], "relations": []}
 
 
@@ -190,3 +191,122 @@ def test_relation_threshold_is_the_given_one_else_the_models(trained_run) -> Non
     configured = json.loads((trained_run / "model" / "config.json").read_text())["model"]["threshold"]
     assert deeprel.load(trained_run / "model", device="cpu").relation_threshold == configured
     assert deeprel.load(trained_run / "model", device="cpu", threshold=0.25).relation_threshold == 0.25
+
+
+# --- the extraction schema: written by to_dict, read back by from_dict -------------------------------------------
+
+
+def handmade_extraction() -> Extraction:
+    """Two sentences after an emoji; scores of at most six decimals, the precision a record keeps."""
+    text = "Bob 😀 works.  Ann lives in Rome."
+    ann = ExtractedEntity(
+        type="Peop", text="Ann", start_char=14, end_char=17, sentence=1, token_start=0, token_end=1, score=0.9
+    )
+    rome = ExtractedEntity(
+        type="Loc", text="Rome", start_char=27, end_char=31, sentence=1, token_start=3, token_end=4, score=0.812345
+    )
+    gold_bob = ExtractedEntity(
+        type="Peop", text="Bob", start_char=0, end_char=3, sentence=0, token_start=0, token_end=1, score=None
+    )
+    return Extraction(
+        text=text,
+        sentences=(
+            ExtractedSentence(
+                start_char=0,
+                end_char=12,
+                tokens=("Bob", "😀", "works", "."),
+                token_offsets=((0, 3), (4, 5), (6, 11), (11, 12)),
+            ),
+            ExtractedSentence(
+                start_char=14,
+                end_char=32,
+                tokens=("Ann", "lives", "in", "Rome", "."),
+                token_offsets=((14, 17), (18, 23), (24, 26), (27, 31), (31, 32)),
+            ),
+        ),
+        entities=(gold_bob, ann, rome),
+        relations=(
+            ExtractedRelation(type="Live_In", head=ann, tail=rome, score=0.7),
+            ExtractedRelation(type="Located_In", head=rome, tail=ann, score=None),
+        ),
+    )
+
+
+def test_an_extraction_reads_back_from_its_record() -> None:
+    extraction = handmade_extraction()
+    record = extraction.to_dict()
+    assert record["relations"] == [
+        {"type": "Live_In", "head": 1, "tail": 2, "score": 0.7},
+        {"type": "Located_In", "head": 2, "tail": 1, "score": None},
+    ]
+    assert [(r.type, r.head, r.tail) for r in extraction.relation_records()] == [
+        ("Live_In", 1, 2),
+        ("Located_In", 2, 1),
+    ]
+    assert Extraction.from_dict(record, "here") == extraction
+    assert Extraction.from_dict(json.loads(json.dumps(record, ensure_ascii=False)), "here") == extraction
+    # a deeprel predict/extract line: "line" and "id" are not part of the extraction
+    assert Extraction.from_dict({"line": 3, "id": "doc-7", **record}, "here") == extraction
+
+
+def test_a_models_extraction_reads_back_but_for_the_rounding_of_scores(extractor, sentences) -> None:
+    result = extractor(unicode_document(sentences))
+    assert result.entities and result.relations
+    record = json.loads(json.dumps(result.to_dict(), ensure_ascii=False))
+    back = Extraction.from_dict(record, "here")
+    assert back.to_dict() == record
+    unscored = {"score": None}
+    assert (back.text, back.sentences) == (result.text, result.sentences)
+    assert [e.model_copy(update=unscored) for e in back.entities] == [
+        e.model_copy(update=unscored) for e in result.entities
+    ]
+    assert [r.model_copy(update=unscored) for r in back.relation_records()] == [
+        r.model_copy(update=unscored) for r in result.relation_records()
+    ]
+    for kind in ("entities", "relations"):
+        assert [x.score for x in getattr(back, kind)] == pytest.approx(
+            [x.score for x in getattr(result, kind)], abs=5e-7
+        )
+
+
+def test_an_extraction_record_is_checked_and_errors_name_where() -> None:
+    record = handmade_extraction().to_dict()
+
+    def broken(change) -> dict:
+        copy = json.loads(json.dumps(record))
+        change(copy)
+        return copy
+
+    def far_head(r: dict) -> None:
+        r["relations"][1]["head"] = 3
+
+    def negative_tail(r: dict) -> None:
+        r["relations"][0]["tail"] = -1
+
+    def entity_in_the_other_sentence(r: dict) -> None:
+        r["entities"][2]["sentence"] = 0
+
+    def tokens_past_the_sentence(r: dict) -> None:
+        r["entities"][2]["token_end"] = 6
+
+    def entity_in_no_sentence(r: dict) -> None:
+        r["entities"][1]["sentence"] = 2
+
+    def sentence_past_the_text(r: dict) -> None:
+        r["sentences"][1]["end_char"] = 40
+
+    cases = [
+        (far_head, r"relation 1: head 3 is not one of 3 entities"),
+        (negative_tail, r"relation 0: tail -1 is not one of 3 entities"),
+        (entity_in_the_other_sentence, r"entity 2 \(Loc\): characters \[27, 31\) are not inside its sentence"),
+        (tokens_past_the_sentence, r"entity 2 \(Loc\): tokens \[3, 6\) are not inside its sentence"),
+        (entity_in_no_sentence, r"entity 1 \(Peop\): sentence 2 is not one of 2 sentences"),
+        (sentence_past_the_text, r"sentence 1 \[14, 40\) is not in the text"),
+    ]
+    for change, message in cases:
+        with pytest.raises(DataError, match=r"^out\.jsonl:4: not an extraction record: .*" + message):
+            Extraction.from_dict(broken(change), "out.jsonl:4")
+    with pytest.raises(DataError, match=r"^here: expected a JSON object, got list"):
+        Extraction.from_dict([record], "here")
+    with pytest.raises(DataError, match=r"^here: not an extraction record: .*relations"):
+        Extraction.from_dict({k: v for k, v in record.items() if k != "relations"}, "here")

@@ -6,20 +6,29 @@ from click.testing import CliRunner
 
 from deeprel.cli import main
 
+RECORD_KEYS = ["line", "id", "text", "sentences", "entities", "relations"]
+
 
 def test_predict_on_raw_text_gives_character_offsets(trained_run) -> None:
     text = "Jim Smith works for IBM in Armonk , New York.\n\nHe was born in Ohio."
     result = CliRunner().invoke(main, ["predict", str(trained_run / "model"), "--text", text, "--threshold", "0.1"])
     assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(records) == 2  # two sentences
-    assert records[0]["tokens"][:2] == ["Jim", "Smith"]
-    for record in records:
-        for entity in record["entities"]:
-            assert text[entity["char_start"] : entity["char_end"]] == entity["text"]
-            assert 0 <= entity["score"] <= 1
-        for relation in record["relations"]:
-            assert 0 <= relation["head"] < len(record["entities"]) and 0 <= relation["tail"] < len(record["entities"])
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]  # one document
+    assert list(record) == RECORD_KEYS
+    assert (record["line"], record["id"], record["text"]) == (1, None, text)
+    assert len(record["sentences"]) == 2  # two sentences
+    assert record["sentences"][0]["tokens"][:2] == ["Jim", "Smith"]
+    for sentence in record["sentences"]:
+        for token, (start, end) in zip(sentence["tokens"], sentence["token_offsets"], strict=True):
+            assert text[start:end] == token
+    assert record["entities"]
+    for entity in record["entities"]:
+        assert text[entity["start_char"] : entity["end_char"]] == entity["text"]
+        assert 0 <= entity["score"] <= 1
+    for relation in record["relations"]:
+        assert 0 <= relation["head"] < len(record["entities"]) and 0 <= relation["tail"] < len(record["entities"])
+        head, tail = record["entities"][relation["head"]], record["entities"][relation["tail"]]
+        assert head["sentence"] == tail["sentence"]
 
 
 def test_predict_on_pretokenised_jsonl(trained_run, tmp_path) -> None:
@@ -29,10 +38,52 @@ def test_predict_on_pretokenised_jsonl(trained_run, tmp_path) -> None:
     result = CliRunner().invoke(main, ["predict", str(trained_run / "model"), str(source), "--output", str(output)])
     assert result.exit_code == 0, result.output
     (record,) = [json.loads(line) for line in output.read_text().splitlines()]
-    assert record["tokens"] == ["Bill", "Clinton", "visited", "Moscow", "."]
+    assert list(record) == RECORD_KEYS
+    assert (record["line"], record["id"]) == (1, "in.jsonl:0")  # a record without orig_id: file and index
+    (sentence,) = record["sentences"]
+    assert sentence["tokens"] == ["Bill", "Clinton", "visited", "Moscow", "."]
     assert record["text"] == "Bill Clinton visited Moscow ."  # pre-tokenised input: offsets into the joined tokens
     for entity in record["entities"]:
-        assert record["text"][entity["char_start"] : entity["char_end"]] == entity["text"]
+        assert record["text"][entity["start_char"] : entity["end_char"]] == entity["text"]
+
+
+def test_predict_on_a_spert_file_writes_a_record_per_input_record(trained_run, data_dir, tmp_path) -> None:
+    gold = json.loads((data_dir / "datasets/conll04/conll04_dev.json").read_text())[:3]
+    gold[1] = {**gold[1], "orig_id": "second"}
+    gold[2] = {k: v for k, v in gold[2].items() if k != "orig_id"}
+    source = tmp_path / "gold.json"
+    source.write_text(json.dumps(gold))
+    runner = CliRunner()
+    result = runner.invoke(main, ["predict", str(trained_run / "model"), str(source), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["line"], r["id"]) for r in records] == [(1, str(gold[0]["orig_id"])), (2, "second"), (3, "gold.json:2")]
+    assert [[s["tokens"] for s in r["sentences"]] for r in records] == [[g["tokens"]] for g in gold]
+    assert [r["text"] for r in records] == [" ".join(g["tokens"]) for g in gold]
+
+
+def test_run_settings_are_options(trained_run, tmp_path) -> None:
+    runner = CliRunner()
+    model = str(trained_run / "model")
+    text = "Jim Smith works for IBM in Armonk."
+    default = runner.invoke(main, ["predict", model, "--text", text])
+    pinned = runner.invoke(main, ["predict", model, "--text", text, "--device", "cpu", "--num-threads", "1"])
+    assert default.exit_code == pinned.exit_code == 0, (default.output, pinned.output)
+    assert json.loads(pinned.stdout) == json.loads(default.stdout)
+    for command in ("predict", "evaluate", "train", "seeds", "crossval", "ablate", "tune"):
+        help_text = runner.invoke(main, [command, "--help"]).output
+        assert "--device" in help_text and "--num-threads" in help_text, command
+    result = runner.invoke(main, ["predict", model, "--text", text, "--num-threads", "0"])
+    assert result.exit_code == 2 and "--num-threads" in result.output
+    # A run setting given as configuration still works, with a note; the bad key then stops the run.
+    config = tmp_path / "c.toml"
+    config.write_text("[model]\nhiden_size = 3\n")
+    result = runner.invoke(
+        main, ["train", str(config), "--output", str(tmp_path / "run"), "--set", "training.num_threads=2"]
+    )
+    assert result.exit_code == 2 and "model.hiden_size" in result.output
+    assert "note: training.num_threads is a run setting now" in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_evaluate_prints_a_table_and_writes_json(trained_run, data_dir, tmp_path) -> None:

@@ -26,7 +26,6 @@ def test_searched_config_is_the_searchs_best_trial_with_the_papers_epoch_budget(
         assert getattr(getattr(config, section), name) == pytest.approx(value), key
     paper = load_config("configs/conll04.toml").training
     assert (config.training.max_epochs, config.training.patience) == (paper.max_epochs, paper.patience) == (30, 6)
-    assert config.training.num_threads == paper.num_threads
 
 
 def test_unknown_key_is_named(tmp_path) -> None:
@@ -99,3 +98,36 @@ def test_overrides() -> None:
 def test_config_is_frozen() -> None:
     with pytest.raises(ValidationError, match="frozen"):
         Config().model.hidden_size = 3  # type: ignore[misc]
+
+
+def test_run_settings_are_not_configuration_but_old_trees_holding_them_still_load() -> None:
+    from deeprel.config import parse_config, split_run_settings
+
+    assert (
+        "device" not in Config().to_dict()["training"]
+        and "cache_dir" not in Config().to_dict()["embeddings"]["contextual"]
+    )
+    old = {
+        "training": {"device": "cuda", "num_threads": 2, "seed": 3},
+        "embeddings": {"contextual": {"cache_dir": None}},
+    }
+    tree, run = split_run_settings(old)
+    assert run == {"device": "cuda", "num_threads": 2}  # a None (the old default) is no setting
+    assert tree == {"training": {"seed": 3}, "embeddings": {"contextual": {}}}
+    assert old["training"]["device"] == "cuda", "the given tree is not changed"
+    assert parse_config(old, "old.json").training.seed == 3
+    with pytest.raises(ConfigError, match="unknown configuration key 'training.device'"):
+        Config().with_overrides({"training.device": "cpu"})
+
+
+def test_cli_honours_run_settings_given_the_old_way(tmp_path, capsys) -> None:
+    from deeprel.cli import configured
+
+    path = tmp_path / "old.toml"
+    path.write_text('[training]\nnum_threads = 3\ndevice = "cpu"\n')
+    config, runtime = configured(path, ("embeddings.contextual.cache_dir=/tmp/x", "model.hidden_size=8"))
+    assert (runtime.device, runtime.num_threads, str(runtime.cache_dir)) == ("cpu", 3, "/tmp/x")
+    assert config.model.hidden_size == 8
+    _, runtime = configured(path, (), device="auto", num_threads=1)  # the options win
+    assert (runtime.device, runtime.num_threads) == ("auto", 1)
+    assert "training.device, training.num_threads" in capsys.readouterr().err

@@ -10,10 +10,12 @@ import pytest
 from deeprel.config import load_config
 from deeprel.data.readers import read_documents, write_json
 from deeprel.data.tagging import overlapping_pairs
-from deeprel.data.types import Document, Entity, Relation
+from deeprel.data.types import Document, Entity, Relation, Sentence
 from deeprel.experiments import crossval
 from deeprel.experiments.crossval import (
     CrossvalPlan,
+    comparable_config,
+    crossval_protocol,
     format_folds,
     merge_fold_summaries,
     parse_folds,
@@ -25,18 +27,18 @@ from deeprel.experiments.crossval import (
 ROOT = Path(__file__).resolve().parents[1]
 
 # keep_longest drops the nested Adverse-Effect [2, 3) and its relation.
-TRAIN_OVERLAP = Document(
+TRAIN_OVERLAP = Document.from_tokens(
     ("aspirin", "caused", "severe", "rash", "today"),
     (Entity("Drug", 0, 1), Entity("Adverse-Effect", 1, 4), Entity("Adverse-Effect", 2, 3)),
     (Relation("Adverse-Effect", 1, 0), Relation("Adverse-Effect", 2, 0)),
-    doc_id="train-overlap",
+    id="train-overlap",
 )
 # Two spans of equal length sharing a token: keep_longest keeps the earlier, the Drug and the relation go.
-TEST_OVERLAP = Document(
+TEST_OVERLAP = Document.from_tokens(
     ("renal", "failure", "lithium", "use"),
     (Entity("Adverse-Effect", 0, 2), Entity("Drug", 1, 3)),
     (Relation("Adverse-Effect", 0, 1),),
-    doc_id="test-overlap",
+    id="test-overlap",
 )
 
 
@@ -44,7 +46,9 @@ TEST_OVERLAP = Document(
 def folds(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two folds of ADE sentences without overlaps, plus one hand-made overlapping sentence in each part."""
     clean = [
-        d for d in read_documents(data_dir / "datasets/ade/ade_full.json")[:80] if not overlapping_pairs(d.entities)
+        d
+        for d in read_documents(data_dir / "datasets/ade/ade_full.json")[:80]
+        if not overlapping_pairs(d.sentences[0].entities)
     ]
     folder = tmp_path_factory.mktemp("folds")
     for fold in (0, 1):
@@ -104,11 +108,11 @@ def test_plan_checks_its_patterns_and_dev_fraction() -> None:
 
 
 def test_split_dev_is_seeded_disjoint_and_keeps_order() -> None:
-    documents = [Document(("w",), doc_id=str(i)) for i in range(20)]
+    documents = [Sentence(("w",), id=str(i)) for i in range(20)]
     rest, dev = split_dev(documents, 0.1, seed=1)
     assert len(dev) == 2 and len(rest) == 18
-    assert {d.doc_id for d in rest} | {d.doc_id for d in dev} == {str(i) for i in range(20)}
-    assert [int(d.doc_id) for d in rest] == sorted(int(d.doc_id) for d in rest)
+    assert {d.id for d in rest} | {d.id for d in dev} == {str(i) for i in range(20)}
+    assert [int(d.id) for d in rest] == sorted(int(d.id) for d in rest)
     assert split_dev(documents, 0.1, seed=1) == (rest, dev)
     assert split_dev(documents, 0.1, seed=2)[1] != dev
     with pytest.raises(ValueError, match="cannot hold out"):
@@ -175,10 +179,12 @@ def test_folds_keep_their_own_parameter_counts() -> None:
 
 
 COMMAND = "deeprel crossval configs/ade.toml --runs runs/ade --folds {} --set training.retrain_epochs=6"
+CONFIG = {"model": {"hidden_size": 8}, "training": {"retrain_epochs": 6}}
 
 
 def _summary(results: list[dict], folds: str, **extra) -> dict:
-    return {**summarise_folds(results, score_without_overlaps=True), "command": COMMAND.format(folds), **extra}
+    summary = summarise_folds(results, score_without_overlaps=True)
+    return {"config": CONFIG, **summary, "command": COMMAND.format(folds), **extra}
 
 
 def test_format_folds_is_what_parse_folds_reads() -> None:
@@ -190,7 +196,7 @@ def test_merged_folds_summarise_like_one_call_over_all_of_them() -> None:
     results = [_result(0, 80.0, 60.0, 60), _result(1, 84.0, 70.0, 60), _result(2, 85.0, 62.0, 60)]
     stored = _summary([results[0], results[2]], "0,2", protocol={"epochs": "6"})
     new = _summary([results[1]], "1", protocol={"epochs": "6"})
-    merged = merge_fold_summaries(stored, new)
+    merged = merge_fold_summaries(stored, new, COMMAND.format("0-2"))
     whole = _summary(results, "0-2", protocol={"epochs": "6"})
     assert {k: v for k, v in merged.items() if k not in ("command", "merged_commands")} == {
         k: v for k, v in whole.items() if k != "command"
@@ -200,7 +206,8 @@ def test_merged_folds_summarise_like_one_call_over_all_of_them() -> None:
     assert merged["command"] == COMMAND.format("0-2")
     assert merged["merged_commands"] == [COMMAND.format("0,2"), COMMAND.format("1")]
     # A third call keeps the commands of both earlier ones.
-    third = merge_fold_summaries(merged, _summary([_result(4, 70.0, 50.0, 60)], "4", protocol={"epochs": "6"}))
+    fourth = _summary([_result(4, 70.0, 50.0, 60)], "4", protocol={"epochs": "6"})
+    third = merge_fold_summaries(merged, fourth, COMMAND.format("0-2,4"))
     assert [f["fold"] for f in third["folds"]] == [0, 1, 2, 4] and third["command"] == COMMAND.format("0-2,4")
     assert len(third["merged_commands"]) == 3
 
@@ -209,29 +216,35 @@ def test_merging_folds_with_other_parameter_counts_keeps_the_range() -> None:
     results = [_result(0, 80.0, 60.0, 60, parameters=125), _result(1, 84.0, 70.0, 60, parameters=100)]
     results.append(_result(2, 85.0, 62.0, 60, parameters=150))
     stored = _summary(results[1:], "1-2", protocol={"epochs": "6"})
-    merged = merge_fold_summaries(stored, _summary(results[:1], "0", protocol={"epochs": "6"}))
+    merged = merge_fold_summaries(stored, _summary(results[:1], "0", protocol={"epochs": "6"}), COMMAND.format("0-2"))
     assert merged == {**_summary(results, "0-2", protocol={"epochs": "6"}), "merged_commands": ANY}
     assert merged["trainable_parameters"] == 125 and merged["trainable_parameters_range"] == [100, 150]
     # A row stored before ranges were recorded counts as one number.
     legacy = {k: v for k, v in stored.items() if k != "trainable_parameters_range"} | {"trainable_parameters": 90}
-    merged = merge_fold_summaries(legacy, _summary(results[:1], "0", protocol={"epochs": "6"}))
+    merged = merge_fold_summaries(legacy, _summary(results[:1], "0", protocol={"epochs": "6"}), COMMAND.format("0-2"))
     assert merged["trainable_parameters_range"] == [90, 125]
 
 
 def test_merging_other_settings_or_a_stored_fold_is_refused() -> None:
     stored = _summary([_result(0, 80.0, 60.0, 60)], "0", protocol={"epochs": "6"})
+    command = COMMAND.format("0-1")
     with pytest.raises(ValueError, match="stored already"):
-        merge_fold_summaries(stored, _summary([_result(0, 80.0, 60.0, 60)], "0", protocol={"epochs": "6"}))
+        merge_fold_summaries(stored, _summary([_result(0, 80.0, 60.0, 60)], "0", protocol={"epochs": "6"}), command)
     other = _summary([_result(1, 80.0, 60.0, 60)], "1", protocol={"epochs": "6"})
-    with pytest.raises(ValueError, match="different commands"):
-        merge_fold_summaries(stored, {**other, "command": other["command"].replace("=6", "=8")})
-    with pytest.raises(ValueError, match="differ in protocol"):
-        merge_fold_summaries(stored, {**other, "protocol": {"epochs": "8"}})
+    # Decided on the stored configuration, not on the command line: another spelling of it merges.
+    assert merge_fold_summaries(stored, {**other, "command": "deeprel crossval x.toml --folds 1"}, command)
+    changed = {"model": {"hidden_size": 8}, "training": {"retrain_epochs": 8}}
+    with pytest.raises(ValueError, match=r"differ in configuration \(training.retrain_epochs\)"):
+        merge_fold_summaries(stored, {**other, "config": changed}, command)
+    with pytest.raises(ValueError, match=r"differ in protocol \(epochs\)"):
+        merge_fold_summaries(stored, {**other, "protocol": {"epochs": "8"}}, command)
     with pytest.raises(ValueError, match="without-overlaps"):
-        merge_fold_summaries(stored, {k: v for k, v in other.items() if k != "without_overlaps"})
+        merge_fold_summaries(stored, {k: v for k, v in other.items() if k != "without_overlaps"}, command)
+    with pytest.raises(ValueError, match="does not record its configuration"):
+        merge_fold_summaries({k: v for k, v in stored.items() if k != "config"}, other, command)
 
 
-def test_cli_refuses_a_merge_before_any_fold_trains(tmp_path: Path, monkeypatch) -> None:
+def test_cli_refuses_a_merge_before_any_fold_trains(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from deeprel.cli import main
@@ -242,11 +255,13 @@ def test_cli_refuses_a_merge_before_any_fold_trains(tmp_path: Path, monkeypatch)
     argv = ["crossval", str(config), "--runs", str(runs), "--folds", "0", "--merge-folds"]
     argv += ["--results", str(results), "--name", "frozen"]
     stored = _summary([_result(0, 80.0, 60.0, 60)], "0")
-    stored["command"] = " ".join(["deeprel", *argv])
+    ade = load_config(config)
+    stored |= {"config": comparable_config(ade), "protocol": crossval_protocol(ade, CrossvalPlan(folds=(0,)), False)}
     results.write_text(json.dumps({"frozen": stored}), encoding="utf-8")
-    monkeypatch.setattr("sys.argv", ["deeprel", *argv])
     answer = CliRunner().invoke(main, argv)
     assert answer.exit_code == 2 and "fold(s) 0 are stored already" in answer.output
+    answer = CliRunner().invoke(main, [*argv, "--set", "model.hidden_size=8"])
+    assert answer.exit_code == 2 and "differ in configuration (model.hidden_size)" in answer.output
     assert not runs.exists()
     answer = CliRunner().invoke(main, [*argv[:-1], "other"])
     assert answer.exit_code == 2 and "holds no entry 'other'" in answer.output
@@ -257,7 +272,14 @@ def test_two_folds_train_resume_and_count_overlaps(config, folds: Path, tmp_path
     first = run_crossval(config, runs, _plan(folds, (0,)), log=lambda _: None)
     fold0 = runs / "fold-0" / "result.json"
     stamp = fold0.stat().st_mtime_ns
-    assert len(first["folds"]) == 1 and (runs / "fold-0" / "data" / "dev.json").is_file()
+    assert len(first["folds"]) == 1 and not (runs / "fold-0" / "data").exists()  # the trainer gets sentences
+    fold_config = load_config(runs / "fold-0" / "config.json").data  # and the fold's config says which
+    assert (fold_config.train, fold_config.dev_fraction, fold_config.dev_seed) == (
+        str(folds / "split_0_train.json"),
+        0.25,
+        1,
+    )
+    assert first["config"] == comparable_config(config) and "train" not in first["config"]["data"]
 
     def stop_in_epoch_2(message: str) -> None:
         if message.startswith("epoch 2:"):

@@ -11,7 +11,7 @@ import deeprel
 from deeprel.api import Extractor
 from deeprel.cli import main
 from deeprel.data.types import DataError
-from deeprel.inference.extract import ExtractSummary, errors_path, extract_file, state_path
+from deeprel.extract import ExtractSummary, errors_path, extract_file, state_path
 from deeprel.model.files import ModelLoadError
 
 
@@ -40,16 +40,16 @@ class CountingExtractor:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, stop_after: int | None = None) -> None:
         self.sentences = 0
         self.calls = 0
-        original = Extractor.predict_documents
+        original = Extractor.extract_documents
 
-        def predict_documents(extractor, documents):
+        def extract_documents(extractor, documents):
             if stop_after is not None and self.calls == stop_after:
                 raise KeyboardInterrupt
             self.calls += 1
-            self.sentences += len(documents)
+            self.sentences += sum(len(document.sentences) for document in documents)
             return original(extractor, documents)
 
-        monkeypatch.setattr(Extractor, "predict_documents", predict_documents)
+        monkeypatch.setattr(Extractor, "extract_documents", extract_documents)
 
 
 def run(model: Path, source: Path, output: Path, **options) -> ExtractSummary:
@@ -57,7 +57,8 @@ def run(model: Path, source: Path, output: Path, **options) -> ExtractSummary:
 
 
 def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    # split("\n"), not splitlines(): a JSON string written with ensure_ascii=False may hold U+2028 and the like.
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
 
 
 def scores_apart(results: list[dict]) -> tuple[list[dict], list[float]]:
@@ -287,3 +288,44 @@ def test_cli_extracts_resumes_and_uses_worker_processes(model, texts, tmp_path) 
     result = runner.invoke(main, [*args, "--output", str(two), "--workers", "2"])
     assert result.exit_code == 0, result.output
     assert two.read_bytes() == single.read_bytes()
+
+
+RECORD_KEYS = ["line", "id", "text", "sentences", "entities", "relations"]
+
+
+def test_predict_and_extract_write_the_same_record_for_a_text_file(model, texts, tmp_path) -> None:
+    source = write_text_input(tmp_path / "in.txt", texts)
+    extracted = tmp_path / "extracted.jsonl"
+    run(model, source, extracted, chunk_size=len(texts), batch_size=32)  # one chunk: the batches predict makes
+    predicted = tmp_path / "predicted.jsonl"
+    result = CliRunner().invoke(
+        main,
+        ["predict", str(model), str(source), "--output", str(predicted), "--batch-size", "32"]
+        + ["--device", "cpu", "--num-threads", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    from_predict, from_extract = records(predicted), records(extracted)
+    assert len(from_predict) == len(from_extract) == len(texts)
+    for line, (mine, theirs) in enumerate(zip(from_predict, from_extract, strict=True), start=1):
+        assert list(mine) == list(theirs) == RECORD_KEYS, line
+        assert mine == theirs, line
+    assert [r["line"] for r in from_predict] == list(range(1, len(texts) + 1))
+    assert all(r["id"] is None for r in from_predict)
+    assert [r["text"] for r in from_predict] == texts
+    assert from_predict[3]["sentences"] == [] and from_predict[3]["entities"] == []  # the blank line
+    assert any(r["relations"] for r in from_predict)
+
+
+def test_predict_and_extract_agree_on_what_a_line_is(model, tmp_path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_bytes("\ufeffJohn Smith lives in Boston.\nAnn met Bob.\u2028Then she left.\nlast\x0cline\n".encode())
+    extracted, predicted = tmp_path / "extracted.jsonl", tmp_path / "predicted.jsonl"
+    run(model, source, extracted)
+    result = CliRunner().invoke(main, ["predict", str(model), str(source), "--output", str(predicted)])
+    assert result.exit_code == 0, result.output
+    assert [r["text"] for r in records(extracted)] == [
+        "John Smith lives in Boston.",
+        "Ann met Bob.\u2028Then she left.",
+        "last\x0cline",
+    ]
+    assert [(r["line"], r["text"]) for r in records(predicted)] == [(r["line"], r["text"]) for r in records(extracted)]

@@ -2,19 +2,19 @@ import json
 
 import pytest
 
-from deeprel.data.types import Document, Entity, Relation
-from deeprel.evaluation.metrics import PRF, EvaluationResult, evaluate
+from deeprel.data.types import Entity, Relation, Sentence
+from deeprel.evaluation.metrics import METRIC_NAMES, PRF, EvaluationResult, evaluate, metric_name
 
 PER = Entity("PER", 0, 2)
 ORG = Entity("ORG", 3, 4)
 WORKS_FOR = Relation("works_for", 0, 1)
 
 
-def doc(entities: tuple[Entity, ...] = (), relations: tuple[Relation, ...] = (), n: int = 8) -> Document:
-    return Document(tokens=tuple(f"t{i}" for i in range(n)), entities=entities, relations=relations)
+def doc(entities: tuple[Entity, ...] = (), relations: tuple[Relation, ...] = (), n: int = 8) -> Sentence:
+    return Sentence(tokens=tuple(f"t{i}" for i in range(n)), entities=entities, relations=relations)
 
 
-def score(gold: Document, predicted: Document) -> EvaluationResult:
+def score(gold: Sentence, predicted: Sentence) -> EvaluationResult:
     return evaluate([gold], [predicted])
 
 
@@ -120,21 +120,25 @@ def test_duplicated_predictions_count_once() -> None:
     assert result.strict.re.micro == PRF(100, 100, 100, support=1, predicted=1, correct=1)
 
 
-def test_counts_are_per_document() -> None:
-    # The same span in another document is not a match.
+def test_counts_are_per_sentence() -> None:
+    # The same span in another sentence is not a match.
     result = evaluate([doc((PER,)), doc()], [doc(), doc((PER,))])
     assert result.strict.ner.micro == PRF(0, 0, 0, support=1, predicted=1, correct=0)
 
 
-def test_mismatched_documents_raise() -> None:
+def test_mismatched_sentences_raise() -> None:
     with pytest.raises(ValueError, match="index 1"):
         evaluate([doc(), doc(n=3)], [doc(), doc(n=4)])
-    with pytest.raises(ValueError, match="2 gold documents but 1 predicted"):
+    with pytest.raises(
+        ValueError, match=r"sentences at index 1 have different tokens \(gold id 'g', predicted id 'p'\)"
+    ):
+        evaluate([doc(), Sentence(("a",), id="g")], [doc(), Sentence(("b",), id="p")])
+    with pytest.raises(ValueError, match="2 gold sentences but 1 predicted sentences"):
         evaluate([doc(), doc()], [doc()])
 
 
 def test_relation_pointing_at_missing_entity_raises() -> None:
-    with pytest.raises(ValueError, match="predicted document at index 0"):
+    with pytest.raises(ValueError, match="predicted sentence at index 0.*but the sentence has 1 entities"):
         score(doc((PER,)), doc((PER,), (Relation("works_for", 0, 3),)))
 
 
@@ -180,3 +184,34 @@ def test_to_dict_flat_and_table() -> None:
     assert " 66.67 " in table
     header = next(line for line in table.splitlines() if line.startswith("type"))
     assert header.split() == ["type", "P", "R", "F1", "support"]
+
+
+def test_metric_name() -> None:
+    assert metric_name("re", "micro", "f1") == "re_micro_f1"
+    assert metric_name("ner", "macro", "p", "boundaries") == "ner_boundaries_macro_p"
+    assert metric_name("ner", "micro", "r", mode="strict") == "ner_micro_r"
+
+
+def test_metric_names() -> None:
+    assert len(METRIC_NAMES) == len(set(METRIC_NAMES)) == 24
+    assert METRIC_NAMES[0] == "ner_micro_p"
+    assert METRIC_NAMES[-1] == "re_boundaries_macro_f1"
+    assert "re_boundaries_macro_f1" in METRIC_NAMES and "re_micro_f1" in METRIC_NAMES
+    # Every score flat() reports has one of these names, and no other.
+    assert set(score(doc((PER,)), doc()).flat()) == set(METRIC_NAMES)
+
+
+def test_prf_value() -> None:
+    prf = PRF(50.0, 25.0, 100 / 3, support=4, predicted=2, correct=1)
+    assert (prf.value("p"), prf.value("r"), prf.value("f1")) == (50.0, 25.0, 100 / 3)
+
+
+def test_flat_names_values_by_metric_name() -> None:
+    result = score(doc((PER, ORG), (WORKS_FOR,)), doc((PER,)))
+    flat = result.flat()
+    for mode in ("strict", "boundaries"):
+        for task in ("ner", "re"):
+            scores = result.scores(mode, task)
+            for average, prf in (("micro", scores.micro), ("macro", scores.macro)):
+                for value in ("p", "r", "f1"):
+                    assert flat[metric_name(task, average, value, mode)] == prf.value(value)

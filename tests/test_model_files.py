@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from deeprel.config import resolve_data_path
-from deeprel.data.readers import read_documents
-from deeprel.inference.predictor import predict_documents
+from deeprel.data.readers import read_sentences
+from deeprel.inference.predictor import Predictor
 from deeprel.model.files import REQUIRED_FILES, ModelLoadError, load_model, save_model
 
 
@@ -27,13 +27,14 @@ def test_no_pickle_in_a_model_directory(trained_run) -> None:
 
 
 def test_save_load_round_trip_predicts_the_same(trained_run, tiny_config, tmp_path) -> None:
-    documents = read_documents(resolve_data_path(tiny_config.data.train))[:10]
+    sentences = read_sentences(resolve_data_path(tiny_config.data.train))[:10]
     first = load_model(trained_run / "model")
-    save_model(first.model, first.featurizer, tmp_path / "again", first.meta)
+    save_model(first.model, first.featurizer, first.config, tmp_path / "again", first.meta)
     second = load_model(tmp_path / "again")
+    assert second.config == first.config
     for a, b in zip(
-        predict_documents(first.model, first.featurizer, documents),
-        predict_documents(second.model, second.featurizer, documents),
+        Predictor(first.model, first.featurizer, first.config).predict(sentences),
+        Predictor(second.model, second.featurizer, second.config).predict(sentences),
         strict=True,
     ):
         assert a.entities == b.entities and a.relations == b.relations
@@ -43,7 +44,7 @@ def test_save_load_round_trip_predicts_the_same(trained_run, tiny_config, tmp_pa
 
 def test_saving_over_a_model_replaces_it_whole(trained_run, model_copy) -> None:
     loaded = load_model(model_copy)
-    save_model(loaded.model, loaded.featurizer, model_copy, {"note": "second save"})
+    save_model(loaded.model, loaded.featurizer, loaded.config, model_copy, {"note": "second save"})
     assert json.loads((model_copy / "meta.json").read_text()) == {"note": "second save"}
     assert not [p for p in model_copy.parent.iterdir() if p.name.startswith(".")], "no staging folders left behind"
 
@@ -81,3 +82,14 @@ def test_bad_config_json(model_copy) -> None:
 def test_not_a_directory(tmp_path) -> None:
     with pytest.raises(ModelLoadError, match="no such model directory"):
         load_model(tmp_path / "absent")
+
+
+def test_a_model_saved_with_run_settings_in_its_config_still_loads(model_copy) -> None:
+    # Models saved before device, threads and the cache became run settings hold them in config.json.
+    path = model_copy / "config.json"
+    tree = json.loads(path.read_text())
+    tree["training"] |= {"device": "auto", "num_threads": 2}
+    tree["embeddings"]["contextual"]["cache_dir"] = None
+    path.write_text(json.dumps(tree))
+    loaded = load_model(model_copy)
+    assert "device" not in loaded.config.to_dict()["training"]

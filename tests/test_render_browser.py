@@ -6,13 +6,14 @@ Skipped where /usr/bin/chromium is absent, unless DEEPREL_REQUIRE_BROWSER=1 make
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deeprel.data.extraction import Extraction
 from deeprel.data.types import Document, Entity, Relation
+from deeprel.inference.text import Tokenizer
 from deeprel.visual import render_html, static_dir
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,16 +28,14 @@ ARGS = [
 
 # Mentions after astral characters (emoji, mathematical letters): a UTF-16 slip would shift them.
 TOKENS = ("Ann", "😀", "works", "for", "𝔄cme", "Corp", "in", "Boston", ".")
-GOLD = Document(
-    TOKENS,
-    (Entity("Peop", 0, 1), Entity("Org", 4, 6), Entity("Loc", 7, 8)),
-    (Relation("Work_For", 0, 1), Relation("OrgBased_In", 1, 2)),
-)
+GOLD_ENTITIES = (Entity("Peop", 0, 1), Entity("Org", 4, 6), Entity("Loc", 7, 8))
+GOLD_RELATIONS = (Relation("Work_For", 0, 1), Relation("OrgBased_In", 1, 2))
+GOLD = Document.from_tokens(TOKENS, GOLD_ENTITIES, GOLD_RELATIONS)
 # a: entities right, one relation reversed; b: "Corp" for "𝔄cme Corp"; c: all right.
 PREDICTED = {
-    "a": replace(GOLD, relations=(Relation("Work_For", 1, 0), Relation("OrgBased_In", 1, 2))),
-    "b": replace(GOLD, entities=(Entity("Peop", 0, 1), Entity("Org", 5, 6), Entity("Loc", 7, 8))),
-    "c": GOLD,
+    "a": (GOLD_ENTITIES, (Relation("Work_For", 1, 0), Relation("OrgBased_In", 1, 2))),
+    "b": ((Entity("Peop", 0, 1), Entity("Org", 5, 6), Entity("Loc", 7, 8)), GOLD_RELATIONS),
+    "c": (GOLD_ENTITIES, GOLD_RELATIONS),
 }
 
 # Label boxes of each SVG that intersect by more than a hair.
@@ -88,7 +87,8 @@ def open_page(browser: Any, url: str, width: int, errors: list[str], prepare: An
 
 def test_comparison_page_marks_entities_and_draws_arcs(browser: Any, tmp_path: Path, page_errors: list[str]) -> None:
     path = tmp_path / "page.html"
-    path.write_text(render_html([replace(d, doc_id=i) for i, d in PREDICTED.items()], [GOLD] * 3), encoding="utf-8")
+    predicted = [Document.from_tokens(TOKENS, e, r, id=i) for i, (e, r) in PREDICTED.items()]
+    path.write_text(render_html(predicted, [GOLD] * 3), encoding="utf-8")
     page = open_page(browser, path.as_uri(), 1400, page_errors)
     assert page.locator(".document").count() == 3
     assert page.locator("mark.entity").count() == 18
@@ -115,8 +115,8 @@ def test_a_narrow_view_wraps_sentences_into_rows_and_keeps_every_arc(
     browser: Any, tmp_path: Path, page_errors: list[str]
 ) -> None:
     tokens = "Ann 😀 , who works for 𝔄cme Corp in Boston , met Bob of the Ministry of Defence in Paris .".split()
-    document = Document(
-        tuple(tokens),
+    document = Document.from_tokens(
+        tokens,
         (
             Entity("Peop", 0, 1, 0.9),
             Entity("Org", 6, 8, 0.8),
@@ -133,7 +133,7 @@ def test_a_narrow_view_wraps_sentences_into_rows_and_keeps_every_arc(
             Relation("OrgBased_In", 4, 5, 0.5),
             Relation("Kill", 0, 3, 0.4),
         ),
-        doc_id="long",
+        id="long",
     )
     path = tmp_path / "page.html"
     path.write_text(render_html([document]), encoding="utf-8")
@@ -155,16 +155,20 @@ def test_a_narrow_view_wraps_sentences_into_rows_and_keeps_every_arc(
     assert page_errors == []
 
 
-EXTRACTION = {
-    "text": "Ann 😀 works for 𝔄cme in Rome.",
-    "sentences": [{"start_char": 0, "end_char": 29, "tokens": [], "token_offsets": []}],
-    "entities": [
-        {"type": "Peop", "text": "Ann", "start_char": 0, "end_char": 3, "sentence": 0, "score": 0.9},
-        {"type": "Org", "text": "𝔄cme", "start_char": 16, "end_char": 20, "sentence": 0, "score": 0.8},
-        {"type": "Loc", "text": "Rome", "start_char": 24, "end_char": 28, "sentence": 0, "score": 0.7},
-    ],
-    "relations": [{"type": "Work_For", "head": 0, "tail": 1, "score": 0.6}],
-}
+SERVICE_TEXT = "Ann 😀 works for 𝔄cme in Rome."
+
+
+def service_answer() -> dict[str, Any]:
+    """What `POST /extract` answers for SERVICE_TEXT: ``Extraction.to_dict()`` of its predicted document."""
+    document = Tokenizer().document(SERVICE_TEXT)
+    (sentence,) = document.sentences
+    assert sentence.tokens == ("Ann", "😀", "works", "for", "𝔄cme", "in", "Rome", ".")
+    entities = (Entity("Peop", 0, 1, 0.9), Entity("Org", 4, 5, 0.8), Entity("Loc", 6, 7, 0.7))
+    predicted = document.with_sentences([sentence.with_annotations(entities, (Relation("Work_For", 0, 1, 0.6),))])
+    return Extraction.from_document(predicted).to_dict()
+
+
+EXTRACTION = service_answer()
 MODEL = {"name": "tiny", "version": "0.1.0", "entity_types": ["Loc", "Org", "Other", "Peop"], "relation_types": []}
 
 
@@ -205,12 +209,12 @@ def test_service_page_posts_the_text_and_shows_the_answer(
     requests: list[Any] = []
     page = open_page(browser, "http://deeprel.test/", 1000, page_errors, serve_page(answer, requests))
     page.wait_for_selector("#model-labels .legend-item")
-    page.fill("#text", "Ann 😀 works for 𝔄cme in Rome.")
+    page.fill("#text", SERVICE_TEXT)
     page.click("#submit")
     page.wait_for_function(
         "!document.getElementById('submit').disabled && document.getElementById('status').textContent"
     )
-    assert requests == [{"text": "Ann 😀 works for 𝔄cme in Rome."}]
+    assert requests == [{"text": SERVICE_TEXT}]
     assert status in page.inner_text("#status")
     if answer[0] == 200:
         assert page.evaluate(MARKED_TEXT) == [["Peop", "Ann"], ["Org", "𝔄cme"], ["Loc", "Rome"]]
@@ -219,3 +223,15 @@ def test_service_page_posts_the_text_and_shows_the_answer(
     else:
         assert page.locator("#status.error").count() == 1 and page.locator("#result mark").count() == 0
     assert page_errors == []
+
+
+def test_the_stand_in_answer_is_an_extraction_record() -> None:
+    """The service stand-in answers what `deeprel serve` would: entities where the text has them."""
+    assert Extraction.from_dict(EXTRACTION, "EXTRACTION").to_dict() == EXTRACTION
+    assert [(e["type"], SERVICE_TEXT[e["start_char"] : e["end_char"]]) for e in EXTRACTION["entities"]] == [
+        ("Peop", "Ann"),
+        ("Org", "𝔄cme"),
+        ("Loc", "Rome"),
+    ]
+    assert [(e["start_char"], e["end_char"]) for e in EXTRACTION["entities"]] == [(0, 3), (16, 20), (24, 28)]
+    assert EXTRACTION["relations"] == [{"type": "Work_For", "head": 0, "tail": 1, "score": 0.6}]

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from deeprel.training.seeds import run_seeds, summarise
+from deeprel.experiments.seeds import run_seeds, summarise
 
 
 def _metrics(ner: float, re: float, seconds: float) -> dict:

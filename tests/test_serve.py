@@ -14,8 +14,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import deeprel
-from deeprel.api import Extractor
+from deeprel.api import ExtractedEntity, ExtractedSentence, Extraction, Extractor
 from deeprel.cli import main
+from deeprel.data.types import Document
 from deeprel.serving import ServeSettings, create_app
 
 SENTENCE = "In 1752, flagmaker Betsy Ross was born in Philadelphia."
@@ -176,12 +177,31 @@ def test_openapi_documents_the_extract_request_and_response(client: TestClient, 
     assert (texts["minItems"], texts["maxItems"], texts["items"]["maxLength"]) == (1, 4, 2_000)
 
     response = resolve(operation["responses"]["200"]["content"]["application/json"]["schema"])
+    assert set(response["properties"]) == {"results"}
     extraction = resolve(response["properties"]["results"]["items"])
-    assert set(extraction["properties"]) == {"text", "sentences", "entities", "relations"}
+    assert (
+        set(extraction["properties"]) == {"text", "sentences", "entities", "relations"} == set(Extraction.model_fields)
+    )
+    assert set(extraction["required"]) == set(extraction["properties"])
+    sentence = resolve(extraction["properties"]["sentences"]["items"])
     entity = resolve(extraction["properties"]["entities"]["items"])
     relation = resolve(extraction["properties"]["relations"]["items"])
-    assert set(entity["properties"]) == set(extractor(SENTENCE).entities[0].to_dict())
+    assert (
+        set(sentence["properties"])
+        == set(ExtractedSentence.model_fields)
+        == set(extractor(SENTENCE).to_dict()["sentences"][0])
+    )
+    assert (
+        set(entity["properties"])
+        == set(ExtractedEntity.model_fields)
+        == set(extractor(SENTENCE).to_dict()["entities"][0])
+    )
+    # The response documents what is written: a relation names its entities by index, not as objects.
     assert set(relation["properties"]) == {"type", "head", "tail", "score"}
+    assert relation["properties"]["head"]["type"] == relation["properties"]["tail"]["type"] == "integer"
+    assert relation["properties"]["type"]["type"] == "string"
+    assert {"type": "null"} in relation["properties"]["score"]["anyOf"]  # null for gold
+    assert entity["properties"]["start_char"]["type"] == entity["properties"]["sentence"]["type"] == "integer"
     assert {"413", "422", "503"} <= set(operation["responses"])
 
 
@@ -217,13 +237,13 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_results(
     bodies = [{"text": text} for text in conll04_texts[:20]]
     bodies += [{"texts": conll04_texts[k : k + 2]} for k in range(20, 30, 2)]
     calls: list[int] = []
-    extract = extractor.extract
+    extract = extractor.extract_documents
 
-    def counted(texts: list[str]) -> list[Any]:
-        calls.append(len(texts))
-        return extract(texts)
+    def counted(documents: list[Document]) -> list[Any]:
+        calls.append(len(documents))
+        return extract(documents)
 
-    monkeypatch.setattr(extractor, "extract", counted)
+    monkeypatch.setattr(extractor, "extract_documents", counted)
     responses = asyncio.run(post_all(create_app(extractor, LIMITS), bodies))
 
     assert [response.status_code for response in responses] == [200] * len(bodies)
@@ -240,14 +260,14 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_results(
 
 def test_a_full_queue_answers_503_with_retry_after(extractor: Extractor, monkeypatch: pytest.MonkeyPatch) -> None:
     entered, release = threading.Event(), threading.Event()
-    extract = extractor.extract
+    extract = extractor.extract_documents
 
-    def blocked(texts: list[str]) -> list[Any]:
+    def blocked(documents: list[Document]) -> list[Any]:
         entered.set()
         release.wait(timeout=30)
-        return extract(texts)
+        return extract(documents)
 
-    monkeypatch.setattr(extractor, "extract", blocked)
+    monkeypatch.setattr(extractor, "extract_documents", blocked)
     app = create_app(extractor, ServeSettings(max_queue=2, retry_after_seconds=3))
 
     async def scenario() -> tuple[list[httpx.Response], httpx.Response]:
@@ -273,10 +293,10 @@ def test_a_full_queue_answers_503_with_retry_after(extractor: Extractor, monkeyp
 def test_an_internal_error_is_a_500_without_a_traceback(
     client: TestClient, extractor: Extractor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(texts: list[str]) -> list[Any]:
+    def broken(documents: list[Document]) -> list[Any]:
         raise RuntimeError("secret detail of the failure")
 
-    monkeypatch.setattr(extractor, "extract", broken)
+    monkeypatch.setattr(extractor, "extract_documents", broken)
     with caplog.at_level(logging.ERROR, logger="deeprel.serving"):
         response = client.post("/extract", json={"text": SENTENCE})
     assert response.status_code == 500
@@ -289,16 +309,17 @@ def test_an_internal_error_is_a_500_without_a_traceback(
 def test_a_failing_text_fails_only_its_own_request(
     extractor: Extractor, conll04_texts: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    extract = extractor.extract
+    extract = extractor.extract_documents
     calls: list[list[str]] = []
 
-    def fails_on_poison(texts: list[str]) -> list[Any]:
+    def fails_on_poison(documents: list[Document]) -> list[Any]:
+        texts = [document.text for document in documents]
         calls.append(texts)
         if "poison" in texts:
             raise ValueError("cannot extract")
-        return extract(texts)
+        return extract(documents)
 
-    monkeypatch.setattr(extractor, "extract", fails_on_poison)
+    monkeypatch.setattr(extractor, "extract_documents", fails_on_poison)
     bodies = [{"text": text} for text in conll04_texts[:4]] + [{"text": "poison"}]
     settings = ServeSettings(batch_size=64, max_wait_ms=500)  # time enough for all five to share a batch
     responses = asyncio.run(post_all(create_app(extractor, settings), bodies))

@@ -8,35 +8,40 @@ import pytest
 import spacy
 from extract_vs_spacy import (
     Throughput,
-    document_from_record,
     ner_scores,
     read_extract_output,
     read_token_lines,
+    sentence_from_record,
     write_benchmark_input,
 )
 from spacy.tokens import Doc, DocBin, Span
 from spacy_ner import prepare
 
-from deeprel.data.readers import read_spert, write_json
-from deeprel.data.types import Document, Entity
+from deeprel.data.readers import read_sentences, write_json
+from deeprel.data.types import Document, Entity, Sentence
 from deeprel.inference.text import from_tokens
 
 
 @pytest.fixture(scope="module")
-def conll04_slice(data_dir: Path) -> list[Document]:
-    return read_spert(data_dir / "datasets/conll04/conll04_train.json")[:25]
+def conll04_slice(data_dir: Path) -> list[Sentence]:
+    return read_sentences(data_dir / "datasets/conll04/conll04_train.json", "spert")[:25]
 
 
-def entity_keys(document: Document) -> list[tuple[str, int, int]]:
-    return sorted((e.type, e.start, e.end) for e in document.entities)
+def entity_keys(sentence: Sentence) -> list[tuple[str, int, int]]:
+    return sorted((e.type, e.start, e.end) for e in sentence.entities)
 
 
-def read_docbin(data: bytes) -> list[Document]:
+def documents(sentences: list[Sentence]) -> list[Document]:
+    """One-sentence documents, as the writers take them."""
+    return [Document.from_tokens(s.tokens, s.entities, s.relations, id=s.id) for s in sentences]
+
+
+def read_docbin(data: bytes) -> list[Sentence]:
     vocab = spacy.blank("en").vocab
     return [prepare.from_spacy_doc(doc) for doc in DocBin().from_bytes(data).get_docs(vocab)]
 
 
-def test_docbin_round_trip_keeps_conll04_tokens_and_entities(conll04_slice: list[Document]) -> None:
+def test_docbin_round_trip_keeps_conll04_tokens_and_entities(conll04_slice: list[Sentence]) -> None:
     docbin, stats = prepare.to_docbin(conll04_slice, "keep_longest")
     back = read_docbin(docbin.to_bytes())
     assert stats.entities_removed == 0
@@ -47,25 +52,25 @@ def test_docbin_round_trip_keeps_conll04_tokens_and_entities(conll04_slice: list
 
 def test_spacy_doc_text_is_the_tokens_joined_by_single_spaces_as_deeprel_does() -> None:
     tokens = ("He", "was", "hanged.", ",Virginia")
-    doc = prepare.to_spacy_doc(Document(tokens=tokens), spacy.blank("en").vocab)
+    doc = prepare.to_spacy_doc(Sentence(tokens=tokens), spacy.blank("en").vocab)
     assert [t.text for t in doc] == list(tokens)
     assert doc.text == from_tokens(tokens).text == "He was hanged. ,Virginia"
 
 
 def test_overlapping_entities_are_resolved_with_the_training_policy() -> None:
-    document = Document(
+    sentence = Sentence(
         tokens=("Bank", "of", "New", "York", "rose"),
         entities=(Entity("Loc", 2, 4), Entity("Org", 0, 4)),
     )
-    docbin, stats = prepare.to_docbin([document], "keep_longest")
+    docbin, stats = prepare.to_docbin([sentence], "keep_longest")
     (back,) = read_docbin(docbin.to_bytes())
     assert stats.entities_removed == 1
     assert entity_keys(back) == [("Org", 0, 4)]
 
 
 def test_prepare_writes_train_and_dev_docbins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conll04_slice) -> None:
-    write_json(conll04_slice[:10], tmp_path / "train.json")
-    write_json(conll04_slice[10:14], tmp_path / "dev.json")
+    write_json(documents(conll04_slice[:10]), tmp_path / "train.json")
+    write_json(documents(conll04_slice[10:14]), tmp_path / "dev.json")
     argv = ["prepare.py", "--output", str(tmp_path / "corpus"), "--train", str(tmp_path / "train.json")]
     monkeypatch.setattr(sys, "argv", [*argv, "--dev", str(tmp_path / "dev.json")])
     prepare.main()
@@ -75,17 +80,17 @@ def test_prepare_writes_train_and_dev_docbins(tmp_path: Path, monkeypatch: pytes
     assert [entity_keys(d) for d in dev] == [entity_keys(d) for d in conll04_slice[10:14]]
 
 
-def test_spacy_predictions_become_documents_that_score_as_expected() -> None:
+def test_spacy_predictions_become_sentences_that_score_as_expected() -> None:
     words = ["John", "Smith", "works", "for", "Acme", "Corp", "in", "Boston", "."]
     doc = Doc(spacy.blank("en").vocab, words=words)
     doc.ents = [Span(doc, 0, 2, label="Peop"), Span(doc, 4, 5, label="Org"), Span(doc, 7, 8, label="Org")]
-    predicted = prepare.from_spacy_doc(doc, doc_id="s1")
-    assert predicted == Document(
+    predicted = prepare.from_spacy_doc(doc, id="s1")
+    assert predicted == Sentence(
         tokens=tuple(words),
         entities=(Entity("Peop", 0, 2), Entity("Org", 4, 5), Entity("Org", 7, 8)),
-        doc_id="s1",
+        id="s1",
     )
-    gold = Document(tokens=tuple(words), entities=(Entity("Peop", 0, 2), Entity("Org", 4, 6), Entity("Loc", 7, 8)))
+    gold = Sentence(tokens=tuple(words), entities=(Entity("Peop", 0, 2), Entity("Org", 4, 6), Entity("Loc", 7, 8)))
     scores = ner_scores([gold], [predicted], ["Loc", "Org", "Peop", "Other"])
     # One of three predictions is right (John Smith); "Acme" misses a token, Boston has the wrong type.
     assert (scores.micro.correct, scores.micro.predicted, scores.micro.support) == (1, 3, 3)
@@ -95,7 +100,7 @@ def test_spacy_predictions_become_documents_that_score_as_expected() -> None:
     assert scores.per_type["Peop"].f1 == 100
 
 
-def test_benchmark_input_repeats_the_sentences(tmp_path: Path, conll04_slice: list[Document]) -> None:
+def test_benchmark_input_repeats_the_sentences(tmp_path: Path, conll04_slice: list[Sentence]) -> None:
     path = tmp_path / "input.jsonl"
     assert write_benchmark_input(conll04_slice[:4], 3, path) == 12
     lines = read_token_lines(path)
@@ -120,7 +125,7 @@ def test_extract_output_is_read_in_line_order_with_token_spans(tmp_path: Path) -
     path = tmp_path / "out.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     first, second = read_extract_output(path, 2)
-    assert first.tokens == ("He", "visited", "Boston")
+    assert (first.id, first.tokens) == ("1", ("He", "visited", "Boston"))  # no id: the line number
     assert first.entities == (Entity("Loc", 2, 3),)
     assert first.entities[0].score == 0.9
     assert second.tokens == ("In", "Paris") and second.entities == ()
@@ -132,7 +137,7 @@ def test_an_extract_record_with_several_sentences_is_refused() -> None:
     record = extract_record(5, ["A", "."], [])
     record["sentences"] *= 2
     with pytest.raises(ValueError, match="line 5: expected exactly one sentence"):
-        document_from_record(record, "out.jsonl: line 5")
+        sentence_from_record(record, "out.jsonl: line 5")
 
 
 def test_throughput_with_and_without_startup() -> None:

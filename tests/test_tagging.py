@@ -1,10 +1,11 @@
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from deeprel.data.readers import read_spert
+from deeprel.data.readers import read_sentences
 from deeprel.data.tagging import (
     OverlapStats,
     bio_tags,
@@ -19,13 +20,18 @@ from deeprel.data.tagging import (
     spans_from_bio,
     tag_inventory,
 )
-from deeprel.data.types import DataError, Document, Entity, Relation
+from deeprel.data.types import DataError, Entity, Relation, Sentence
 
 TOKENS = tuple("abcdefghij")
 
 
-def doc(entities: Sequence[Entity], relations: Sequence[Relation] = (), doc_id: str = "d") -> Document:
-    return Document(TOKENS, tuple(entities), tuple(relations), doc_id=doc_id)
+def doc(entities: Sequence[Entity], relations: Sequence[Relation] = (), doc_id: str = "d") -> Sentence:
+    return Sentence(TOKENS, tuple(entities), tuple(relations), id=doc_id)
+
+
+def without_offsets(sentence: Sentence) -> Sentence:
+    """Offsets are not part of the encoding (readers set them; decode cannot know them)."""
+    return replace(sentence, offsets=None)
 
 
 # --- BIO ----------------------------------------------------------------------------------------
@@ -41,7 +47,7 @@ def test_bio_tags() -> None:
 
 
 def test_bio_tags_refuse_overlaps() -> None:
-    with pytest.raises(DataError, match=r"document 'd7': entities A \[0, 3\) and B \[2, 4\) overlap"):
+    with pytest.raises(DataError, match=r"sentence 'd7': entities A \[0, 3\) and B \[2, 4\) overlap"):
         bio_tags(doc([Entity("A", 0, 3), Entity("B", 2, 4)], doc_id="d7"))
 
 
@@ -82,14 +88,27 @@ def test_canonical_sorts_and_remaps() -> None:
     assert canonical(d) == doc([Entity("A", 0, 2), Entity("B", 5, 6)], [Relation("r", 0, 1), Relation("q", 1, 0)])
 
 
-def test_round_trip_of_a_hand_made_document() -> None:
+def test_round_trip_of_a_hand_made_sentence() -> None:
     d = doc([Entity("B", 5, 6), Entity("A", 0, 2)], [Relation("r", 1, 0), Relation("s", 0, 0)], doc_id="x")
     tokens, tags, triples, doc_id = encode(d)
     assert (tags[:3], triples, doc_id) == (["B-A", "I-A", "O"], [(1, 5, "r"), (5, 5, "s")], "x")
     assert decode(tokens, tags, triples, doc_id) == canonical(d)
 
 
-def random_representable(rng: random.Random) -> Document:
+def test_decode_returns_a_sentence_with_its_id() -> None:
+    decoded = decode(("a", "b"), ["B-A", "I-A"], [(1, 1, "r")], "x#2")
+    assert decoded == Sentence(("a", "b"), (Entity("A", 0, 2),), (Relation("r", 0, 0),), id="x#2")
+    assert decoded.id == "x#2" and decoded.offsets is None
+
+
+def test_encode_ignores_offsets_and_scores() -> None:
+    scored = Sentence(
+        ("a", "b"), (Entity("A", 0, 1, score=0.5),), (Relation("r", 0, 0, score=0.1),), id="s", offsets=((0, 1), (2, 3))
+    )
+    assert encode(scored) == (("a", "b"), ["B-A", "O"], [(0, 0, "r")], "s")
+
+
+def random_representable(rng: random.Random) -> Sentence:
     """Non-overlapping entities of random types and lengths, random distinct relations (self ones too)."""
     length = rng.randint(0, 12)
     entities, position = [], 0
@@ -102,10 +121,10 @@ def random_representable(rng: random.Random) -> Document:
     rng.shuffle(entities)
     pairs = [(h, t, k) for h in range(len(entities)) for t in range(len(entities)) for k in ("r", "s")]
     relations = [Relation(k, h, t) for h, t, k in rng.sample(pairs, min(len(pairs), rng.randint(0, 4)))]
-    return Document(tuple(f"w{i}" for i in range(length)), tuple(entities), tuple(relations), doc_id=str(rng.random()))
+    return Sentence(tuple(f"w{i}" for i in range(length)), tuple(entities), tuple(relations), id=str(rng.random()))
 
 
-def test_round_trip_of_random_representable_documents() -> None:
+def test_round_trip_of_random_representable_sentences() -> None:
     rng = random.Random(0)
     for _ in range(2000):
         d = random_representable(rng)
@@ -114,8 +133,8 @@ def test_round_trip_of_random_representable_documents() -> None:
 
 @pytest.mark.parametrize("split", ["train", "dev", "test", "train_dev"])
 def test_round_trip_is_lossless_on_conll04(data_dir: Path, split: str) -> None:
-    docs = read_spert(data_dir / "datasets" / "conll04" / f"conll04_{split}.json")
-    assert all(decode(*encode(d)) == canonical(d) for d in docs)
+    docs = read_sentences(data_dir / "datasets" / "conll04" / f"conll04_{split}.json", "spert")
+    assert all(decode(*encode(d)) == without_offsets(canonical(d)) for d in docs)
     assert sum(len(decode(*encode(d)).relations) for d in docs) == sum(len(d.relations) for d in docs)
 
 
@@ -159,12 +178,12 @@ def test_keep_first_prefers_the_longer_of_equal_starts() -> None:
     assert resolve_overlaps(d, "keep_first")[0].entities == (Entity("Long", 2, 5),)
 
 
-def test_error_policy_names_the_document() -> None:
-    with pytest.raises(DataError, match=r"document 'd': entities A \[0, 3\) and B \[2, 6\) overlap"):
+def test_error_policy_names_the_sentence() -> None:
+    with pytest.raises(DataError, match=r"sentence 'd': entities A \[0, 3\) and B \[2, 6\) overlap"):
         resolve_overlaps(CHAIN, "error")
 
 
-def test_documents_without_overlaps_are_untouched() -> None:
+def test_sentences_without_overlaps_are_untouched() -> None:
     d = doc([Entity("A", 0, 1)], [Relation("r", 0, 0)])
     assert resolve_overlaps(d, "error") == (d, OverlapStats())
 
@@ -183,6 +202,6 @@ def test_stats_add_up() -> None:
 )
 def test_ade_overlaps(data_dir: Path, policy: str, stats: OverlapStats) -> None:
     """The README's 119 sentences with overlapping spans; after resolving, everything is BIO-encodable."""
-    docs, got = resolve_all(read_spert(data_dir / "datasets" / "ade" / "ade_full.json"), policy)
+    docs, got = resolve_all(read_sentences(data_dir / "datasets" / "ade" / "ade_full.json", "spert"), policy)
     assert got == stats
-    assert all(decode(*encode(d)) == canonical(d) for d in docs)
+    assert all(decode(*encode(d)) == without_offsets(canonical(d)) for d in docs)

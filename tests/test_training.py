@@ -7,38 +7,60 @@ import torch
 from safetensors.torch import load_file
 
 from deeprel.config import resolve_data_path
-from deeprel.data.readers import read_documents
+from deeprel.data.readers import read_sentences
 from deeprel.embeddings.contextual import resolve_encoder_path
-from deeprel.evaluation.metrics import evaluate
-from deeprel.inference.predictor import predict_documents
+from deeprel.inference.predictor import Predictor
 from deeprel.model.files import build_model, load_model, static_embedding
 from deeprel.training.seeding import set_seed
-from deeprel.training.trainer import build_labels, load_datasets, model_parts, train, warmup_then_decay
+from deeprel.training.trainer import (
+    Datasets,
+    Split,
+    build_labels,
+    load_datasets,
+    model_parts,
+    train,
+    warmup_then_decay,
+)
 
 
 def _train_slice(config):
-    return read_documents(resolve_data_path(config.data.train))[: config.data.max_train_documents]
+    return read_sentences(resolve_data_path(config.data.train))[: config.data.max_train_documents]
 
 
 def test_a_trained_model_beats_an_untrained_one_on_its_training_data(tiny_config, trained_run) -> None:
-    documents = _train_slice(tiny_config)
+    sentences = _train_slice(tiny_config)
     datasets = load_datasets(tiny_config, log=lambda _: None)
     labels = build_labels(tiny_config, datasets)
-    static, chars = model_parts(tiny_config, datasets, labels, log=lambda _: None)
+    static, chars = model_parts(tiny_config, datasets, log=lambda _: None)
     set_seed(tiny_config.training.seed)
     untrained, featurizer = build_model(tiny_config, labels, chars, static_embedding(tiny_config, *static))
-    before = evaluate(
-        documents, predict_documents(untrained, featurizer, documents), labels.entity_types, labels.relation_types
-    )
-    loaded = load_model(trained_run / "model")
-    after = evaluate(
-        documents,
-        predict_documents(loaded.model, loaded.featurizer, documents),
-        labels.entity_types,
-        labels.relation_types,
-    )
+    before = Predictor(untrained, featurizer, tiny_config).evaluate(sentences)
+    after = Predictor.load(trained_run / "model", device="cpu").evaluate(sentences)
     assert after.strict.ner.micro.f1 > before.strict.ner.micro.f1 + 40
     assert after.strict.re.micro.f1 > before.strict.re.micro.f1 + 10
+
+
+def test_training_on_sentences_given_directly_equals_training_from_the_files(tiny_config, tmp_path) -> None:
+    config = tiny_config.with_overrides({"training.max_epochs": 2, "data.max_train_documents": 16})
+    quiet = lambda _: None  # noqa: E731
+    from_files = train(config, tmp_path / "files", progress=False, log=quiet)
+    given = Datasets()
+    given.add(Split("train", "given", _train_slice(config)))
+    given.add(
+        Split("dev", "given", read_sentences(resolve_data_path(config.data.dev))[: config.data.max_eval_documents])
+    )
+    from_data = train(config, tmp_path / "data", data=given, progress=False, log=quiet)
+    assert from_files["training"]["best_dev_score"] == from_data["training"]["best_dev_score"]
+    a, b = _weights(tmp_path / "files"), _weights(tmp_path / "data")
+    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+    with pytest.raises(ValueError, match="'train_dev' split"):
+        train(
+            config.with_overrides({"training.protocol": "retrain", "data.train_dev": config.data.train}),
+            tmp_path / "no-train-dev",
+            data=given,
+            progress=False,
+            log=quiet,
+        )
 
 
 def test_run_directory_contents(trained_run) -> None:
@@ -129,7 +151,7 @@ def test_dev_fraction_holds_out_a_seeded_share_of_train(tiny_config) -> None:
     assert train_part == [d for d in whole if d in train_part] and dev == [d for d in whole if d in dev]
     assert load_datasets(config, log=quiet).get("dev") == dev
     assert load_datasets(config.with_overrides({"data.dev_seed": 2}), log=quiet).get("dev") != dev
-    with pytest.raises(ValueError, match="conll04_train.json: data.dev_fraction: cannot hold out 1 of 1"):
+    with pytest.raises(ValueError, match="conll04_train.json: data.dev_fraction: cannot hold out 1 of 1 sentences"):
         load_datasets(config.with_overrides({"data.max_train_documents": 1}), log=quiet)
 
 
@@ -164,3 +186,44 @@ def test_finetuned_mode_trains_its_encoder_and_saves_it_beside_the_model(tiny_co
     assert sum(p.numel() for p in trainable) == sum(v.numel() for k, v in original.items() if "layer.5." in k)
     assert metrics["training"]["trainable_parameters"] == loaded.model.trainable_parameters()
     assert torch.equal(loaded.model.embedder.contextual.encoder.state_dict()[top], saved[top])
+
+
+def test_a_resumed_finetuned_run_continues_its_learning_rate_schedule_exactly(tiny_config, tmp_path) -> None:
+    config = tiny_config.with_overrides(
+        {
+            "embeddings.contextual.mode": "finetuned",
+            "embeddings.contextual.finetune_top_k": 1,
+            "data.max_train_documents": 8,
+            "data.max_eval_documents": 4,
+            "training.max_epochs": 2,
+            "training.patience": 2,
+        }
+    )
+    train(config, tmp_path / "whole", progress=False, log=lambda _: None)
+
+    def stop_after_epoch_1(message: str) -> None:
+        if message.startswith("epoch 2:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "resumed", progress=False, log=stop_after_epoch_1)
+    state = json.loads((tmp_path / "resumed" / "checkpoint-final" / "state.json").read_text())
+    # 8 sentences in batches of 8: one step per epoch, so the schedule has taken one step.
+    assert state["scheduler"]["last_epoch"] == 1 and state["trainer"]["step"] == 1
+    train(config, tmp_path / "resumed", resume=True, progress=False, log=lambda _: None)
+    a = load_file(str(tmp_path / "whole" / "model" / "encoder" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model" / "encoder" / "model.safetensors"))
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(_weights(tmp_path / "whole").values(), _weights(tmp_path / "resumed").values())
+    )
+
+
+def test_a_broken_types_file_is_a_data_error_naming_it(tiny_config, tmp_path) -> None:
+    from deeprel.data.types import DataError
+
+    types = tmp_path / "types.json"
+    types.write_text('{"entities": ["Peop"]}')
+    with pytest.raises(DataError, match="types.json: not a SpERT types file"):
+        build_labels(tiny_config.with_overrides({"data.types": str(types)}), Datasets())

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from deeprel.cli import main
 from deeprel.config import ConfigError, load_config
+from deeprel.runtime import Runtime
 from deeprel.training.trainer import train
 from deeprel.tuning import OUTPUT_FILES, SearchSpace, TuneSettings, load_space, parse_objective, tune
 from deeprel.tuning.report import config_to_toml
@@ -44,7 +45,6 @@ def small_config(tiny_config):
             "training.batch_size": 8,
             "training.max_epochs": 3,
             "training.patience": 3,
-            "training.num_threads": 1,
         }
     )
 
@@ -268,7 +268,8 @@ def test_reporter_reports_a_weighted_objective() -> None:
 
 
 def _settings(study_dir: Path, **changes) -> TuneSettings:
-    values = {"study_dir": study_dir, "trials": 3, "space": SMALL_SPACE, "heartbeat": 1, "seed": 3} | changes
+    values = {"study_dir": study_dir, "trials": 3, "space": SMALL_SPACE, "heartbeat": 1, "seed": 3}
+    values |= {"runtime": Runtime(num_threads=1)} | changes
     return TuneSettings(**values)
 
 
@@ -433,6 +434,8 @@ def tune_command(config_path: str, study_dir: Path, *extra: str) -> list[str]:
         "--pruner",
         "none",
         "--heartbeat",
+        "1",
+        "--num-threads",
         "1",
         "--quiet",
         *extra,

@@ -168,3 +168,10 @@ def test_shared_ade_has_overlap_warnings(data_dir: Path) -> None:
     assert report.ok
     assert {p.kind for p in report.problems} == {"overlapping_entities"}
     assert len({p.doc_index for p in report.problems}) == 119  # the README's count of sentences
+
+
+def test_messages_quote_the_entity_tokens(broken_file: Path, types_file: Path) -> None:
+    (file,) = validate_files([broken_file], types_file).files
+    unknown = next(p for p in file.problems if p.kind == "unknown_entity_type")
+    assert unknown.message.endswith(": entity 0 (Thing [0, 1) 'Ann') has a type missing from the types file")
+    assert f"{broken_file}: document 7 (doc_id 8): " in unknown.message

@@ -1,4 +1,4 @@
-"""CoNLL04 as training data for spaCy's CLI: our Documents to spaCy Docs and back, saved as DocBin files.
+"""CoNLL04 as training data for spaCy's CLI: our Sentences to spaCy Docs and back, saved as DocBin files.
 
     python benchmarks/spacy_ner/prepare.py --output runs/spacy-ner/corpus
 
@@ -22,34 +22,34 @@ from spacy.vocab import Vocab
 
 from deeprel.atomic import write_bytes_atomically
 from deeprel.config import resolve_data_path
-from deeprel.data.readers import read_documents
+from deeprel.data.readers import read_sentences
 from deeprel.data.tagging import OverlapPolicy, OverlapStats, resolve_all
-from deeprel.data.types import Document, Entity
+from deeprel.data.types import Entity, Sentence
 
 
-def to_spacy_doc(document: Document, vocab: Vocab) -> Doc:
-    """The document's tokens, joined by single spaces as deeprel joins pre-tokenised input, with its
+def to_spacy_doc(sentence: Sentence, vocab: Vocab) -> Doc:
+    """The sentence's tokens, joined by single spaces as deeprel joins pre-tokenised input, with its
     entities as ``doc.ents``. Overlapping entities raise ``ValueError`` (spaCy's ents cannot nest)."""
-    tokens = list(document.tokens)
+    tokens = list(sentence.tokens)
     doc = Doc(vocab, words=tokens, spaces=[i < len(tokens) - 1 for i in range(len(tokens))])
-    doc.ents = [Span(doc, entity.start, entity.end, label=entity.type) for entity in document.entities]
+    doc.ents = [Span(doc, entity.start, entity.end, label=entity.type) for entity in sentence.entities]
     return doc
 
 
-def from_spacy_doc(doc: Doc, doc_id: str = "") -> Document:
-    """A spaCy Doc's tokens and entities (``doc.ents``, by token index) as a deeprel Document."""
-    return Document(
+def from_spacy_doc(doc: Doc, id: str = "") -> Sentence:
+    """A spaCy Doc's tokens and entities (``doc.ents``, by token index) as a deeprel Sentence."""
+    return Sentence(
         tokens=tuple(token.text for token in doc),
         entities=tuple(Entity(span.label_, span.start, span.end) for span in doc.ents),
-        doc_id=doc_id,
+        id=id,
     )
 
 
-def to_docbin(documents: Iterable[Document], policy: OverlapPolicy) -> tuple[DocBin, OverlapStats]:
-    """All documents in one DocBin, after removing overlapping entities with ``policy``."""
-    resolved, stats = resolve_all(documents, policy)
+def to_docbin(sentences: Iterable[Sentence], policy: OverlapPolicy) -> tuple[DocBin, OverlapStats]:
+    """All sentences in one DocBin (a spaCy Doc each), after removing overlapping entities with ``policy``."""
+    resolved, stats = resolve_all(sentences, policy)
     vocab = spacy.blank("en").vocab
-    return DocBin(docs=(to_spacy_doc(document, vocab) for document in resolved)), stats
+    return DocBin(docs=(to_spacy_doc(sentence, vocab) for sentence in resolved)), stats
 
 
 def main() -> None:
@@ -61,13 +61,13 @@ def main() -> None:
     args = parser.parse_args()
 
     for split, source in (("train", args.train), ("dev", args.dev)):
-        documents = read_documents(resolve_data_path(source))
-        docbin, stats = to_docbin(documents, args.overlap_policy)
+        sentences = read_sentences(resolve_data_path(source))
+        docbin, stats = to_docbin(sentences, args.overlap_policy)
         target = args.output / f"{split}.spacy"
         write_bytes_atomically(target, docbin.to_bytes())
-        entities = sum(len(d.entities) for d in documents) - stats.entities_removed
+        entities = sum(len(s.entities) for s in sentences) - stats.entities_removed
         print(
-            f"{split}: {len(docbin)} documents, {entities} entities "
+            f"{split}: {len(docbin)} sentences, {entities} entities "
             f"({args.overlap_policy} removed {stats.entities_removed}) -> {target}"
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +14,18 @@ from typing import Any
 import click
 
 from deeprel.atomic import write_text_atomically
-from deeprel.config import Config, ConfigError, load_config, parse_override
+from deeprel.config import (
+    RUN_SETTING_KEYS,
+    Config,
+    ConfigError,
+    parse_config,
+    parse_override,
+    read_tree,
+    split_run_settings,
+)
+from deeprel.extras import MissingExtraError, require
 from deeprel.reporting.results import add_result, command_line
+from deeprel.runtime import Runtime
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from local folders only, never a hub
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -35,6 +46,7 @@ class DeeprelGroup(click.Group):
             DataError,
             ModelLoadError,
             EncoderError,
+            MissingExtraError,
             FileExistsError,
             FileNotFoundError,
             ValueError,
@@ -44,6 +56,13 @@ class DeeprelGroup(click.Group):
 
 
 config_argument = click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+def runs_option(help_text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``--runs DIR``: where an experiment's run directories go."""
+    return click.option("--runs", type=click.Path(file_okay=False, path_type=Path), required=True, help=help_text)
+
+
 overrides_option = click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. model.shared_depth=2."
 )
@@ -66,9 +85,42 @@ def results_options(example: str) -> Callable[[Callable[..., None]], Callable[..
     return decorate
 
 
-def configured(config_path: Path, overrides: tuple[str, ...]) -> Config:
-    """The config file with the --set overrides applied."""
-    return load_config(config_path).with_overrides(dict(parse_override(o) for o in overrides))
+def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--device`` and ``--num-threads``: where a command runs, which is no part of the model's configuration."""
+    command = click.option(
+        "--num-threads", type=click.IntRange(min=1), help="torch CPU threads (default: torch's, all cores)."
+    )(command)
+    return click.option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N [auto].")(command)
+
+
+def configured(
+    config_path: Path,
+    overrides: tuple[str, ...] | dict[str, Any],
+    device: str | None = None,
+    num_threads: int | None = None,
+) -> tuple[Config, Runtime]:
+    """The config file with the --set overrides applied, and the run settings.
+
+    Run settings that older config files or ``--set`` keys name (``training.device``, ``training.num_threads``,
+    ``embeddings.contextual.cache_dir``) are still honoured, with a note; ``--device``/``--num-threads`` win.
+    """
+    changes = dict(parse_override(o) for o in overrides) if isinstance(overrides, tuple) else dict(overrides)
+    tree, legacy = split_run_settings(read_tree(config_path))
+    for key in [k for k in changes if k in RUN_SETTING_KEYS]:
+        legacy[RUN_SETTING_KEYS[key]] = changes.pop(key)
+    if legacy:
+        names = ", ".join(k for k, v in RUN_SETTING_KEYS.items() if v in legacy)
+        click.echo(
+            f"note: {names} is a run setting now, not configuration: use --device, --num-threads or $DEEPREL_CACHE_DIR",
+            err=True,
+        )
+    config = parse_config(tree, source=str(config_path)).with_overrides(changes)
+    settings = {**legacy, **{k: v for k, v in (("device", device), ("num_threads", num_threads)) if v is not None}}
+    return config, Runtime(
+        device=str(settings.get("device", "auto")),
+        num_threads=settings.get("num_threads"),
+        cache_dir=Path(settings["cache_dir"]) if "cache_dir" in settings else None,
+    )
 
 
 @click.group(cls=DeeprelGroup)
@@ -84,8 +136,16 @@ def main() -> None:
 @click.option("--seed", type=int, help="Shortcut for --set training.seed=N.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the same directory.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@runtime_options
 def train(
-    config_path: Path, output: Path, overrides: tuple[str, ...], seed: int | None, resume: bool, quiet: bool
+    config_path: Path,
+    output: Path,
+    overrides: tuple[str, ...],
+    seed: int | None,
+    resume: bool,
+    quiet: bool,
+    device: str | None,
+    num_threads: int | None,
 ) -> None:
     """Train a model from a config file into a run directory (model/, log.jsonl, metrics.json)."""
     from deeprel.training.trainer import train as run_training
@@ -93,8 +153,9 @@ def train(
     changes = dict(parse_override(o) for o in overrides)
     if seed is not None:
         changes["training.seed"] = seed
-    config = load_config(config_path).with_overrides(changes)
-    metrics = run_training(config, output, resume=resume, progress=not quiet, log=lambda m: click.echo(m, err=True))
+    config, runtime = configured(config_path, changes, device, num_threads)
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    metrics = run_training(config, output, runtime=runtime, resume=resume, progress=not quiet, log=log)
     click.echo(f"model: {output / 'model'}\nmetrics: {output / 'metrics.json'}")
     if "test" in metrics:
         strict = metrics["test"]["strict"]
@@ -105,16 +166,12 @@ def train(
 
 @main.command()
 @config_argument
-@click.option(
-    "--runs",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="One run directory per seed goes here.",
-)
+@runs_option("One run directory per seed goes here.")
 @click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated seeds.")
 @click.option("--select-once", is_flag=True, help="Retrain protocol: pick the epochs on dev with the first seed only.")
 @overrides_option
 @click.option("--threshold", type=float, help="Score the test sets at this relation threshold (choose it on dev).")
+@runtime_options
 @results_options("frozen, finetuned")
 def seeds(
     config_path: Path,
@@ -123,16 +180,18 @@ def seeds(
     select_once: bool,
     overrides: tuple[str, ...],
     threshold: float | None,
+    device: str | None,
+    num_threads: int | None,
     results: Path | None,
     name: str | None,
 ) -> None:
     """Train one configuration with several seeds; mean and sd of the strict test scores."""
-    from deeprel.training.seeds import run_seeds
+    from deeprel.experiments.seeds import run_seeds
 
-    config = configured(config_path, overrides)
-    summary = run_seeds(
-        config, [int(s) for s in seeds.split(",")], runs, select_once, threshold, log=lambda m: click.echo(m, err=True)
-    )
+    config, runtime = configured(config_path, overrides, device, num_threads)
+    numbers = [int(s) for s in seeds.split(",")]
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    summary = run_seeds(config, numbers, runs, select_once, threshold, runtime=runtime, log=log)
     summary["command"] = command_line()
     click.echo(json.dumps(summary, indent=2))
     if results is not None:
@@ -149,6 +208,7 @@ def seeds(
 )
 @click.option("--threshold", type=float, help="Relation threshold (default: the model's).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
+@runtime_options
 @results_options("default_dev")
 def evaluate(
     model_dir: Path,
@@ -158,32 +218,29 @@ def evaluate(
     predictions: Path | None,
     threshold: float | None,
     batch_size: int,
+    device: str | None,
+    num_threads: int | None,
     results: Path | None,
     name: str | None,
 ) -> None:
     """Score a model on annotated data: strict and boundaries, micro and macro, per type."""
     from deeprel.data.readers import read_documents, write_jsonl
-    from deeprel.evaluation.metrics import evaluate as score
-    from deeprel.inference.predictor import predict_documents
-    from deeprel.model.files import load_model
+    from deeprel.data.types import sentences_of
+    from deeprel.inference.predictor import Predictor
     from deeprel.reporting.results import evaluation_summary
-    from deeprel.training.seeding import pick_device
 
-    loaded = load_model(model_dir, device=pick_device("auto"))
+    predictor = Predictor.load(model_dir, device=Runtime(device or "auto", num_threads).apply())
     gold = read_documents(data, fmt=fmt)
-    predicted = predict_documents(
-        loaded.model, loaded.featurizer, gold, batch_size=batch_size, threshold=threshold, progress=True
-    )
-    labels = loaded.model.labels
-    result = score(gold, predicted, labels.entity_types, labels.relation_types)
+    predicted = predictor.predict_documents(gold, batch_size=batch_size, threshold=threshold, progress=True)
+    result = predictor.score(sentences_of(gold), sentences_of(predicted))
     click.echo(result.format_table())
     if output:
         write_text_atomically(output, json.dumps(result.to_dict(), indent=2) + "\n")
     if predictions:
         write_jsonl(predicted, predictions)
     if results is not None:
-        used = threshold if threshold is not None else loaded.model.config.model.threshold
-        add_result(results, name, evaluation_summary(result, loaded.meta, data, used, command_line()))
+        used = threshold if threshold is not None else predictor.threshold
+        add_result(results, name, evaluation_summary(result, predictor.meta, data, used, command_line()))
 
 
 @main.command()
@@ -200,6 +257,7 @@ def evaluate(
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="JSONL output (default: stdout).")
 @click.option("--threshold", type=float, help="Relation threshold (default: the model's).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
+@runtime_options
 def predict(
     model_dir: Path,
     source: Path | None,
@@ -208,24 +266,26 @@ def predict(
     output: Path | None,
     threshold: float | None,
     batch_size: int,
+    device: str | None,
+    num_threads: int | None,
 ) -> None:
-    """Extract entities and relations from raw text or pre-tokenised JSON/JSONL; writes JSONL."""
-    from deeprel.inference.predictor import (
-        predict_documents,
-        prediction_record,
-        read_prediction_input,
-    )
-    from deeprel.model.files import load_model
-    from deeprel.training.seeding import pick_device
+    """Extract entities and relations from raw text or annotated data; one JSON line per input document,
+    the record `deeprel extract` writes ({"line", "id", "text", "sentences", "entities", "relations"})."""
+    from deeprel.api import load
+    from deeprel.data.extraction import extraction_record
+    from deeprel.extract import read_prediction_input
 
     if (text is None) == (source is None):
         raise click.UsageError("give either SOURCE or --text")
-    documents = read_prediction_input(source, text, input_format)
-    loaded = load_model(model_dir, device=pick_device("auto"))
-    predicted = predict_documents(
-        loaded.model, loaded.featurizer, documents, batch_size=batch_size, threshold=threshold
+    inputs = read_prediction_input(source, text, input_format)
+    extractor = load(
+        model_dir, device=device or "auto", batch_size=batch_size, threshold=threshold, num_threads=num_threads
     )
-    lines = "".join(json.dumps(prediction_record(d), ensure_ascii=False) + "\n" for d in predicted)
+    extractions = extractor.extract_documents([document for _, _, document in inputs])
+    lines = "".join(
+        json.dumps(extraction_record(line, id, extraction), ensure_ascii=False) + "\n"
+        for (line, id, _), extraction in zip(inputs, extractions, strict=True)
+    )
     if output:
         write_text_atomically(output, lines)
     else:
@@ -289,9 +349,7 @@ dev_fraction_option = click.option(
 
 @main.command()
 @config_argument
-@click.option(
-    "--runs", type=click.Path(file_okay=False, path_type=Path), required=True, help="One run directory per fold."
-)
+@runs_option("One run directory per fold.")
 @click.option("--folds", default="0-9", show_default=True, help="Folds to run, e.g. 0-9, 0,3 or 0-2,7.")
 @click.option("--train-pattern", help="A fold's training file, {fold} its number [ADE's ade_split_{fold}_train.json].")
 @click.option("--test-pattern", help="A fold's test file, {fold} its number [ADE's ade_split_{fold}_test.json].")
@@ -306,6 +364,7 @@ dev_fraction_option = click.option(
     " other --folds, run elsewhere) and summarise all of them.",
 )
 @overrides_option
+@runtime_options
 @results_options("frozen")
 def crossval(
     config_path: Path,
@@ -317,6 +376,8 @@ def crossval(
     score_without_overlaps: bool,
     merge_folds: bool,
     overrides: tuple[str, ...],
+    device: str | None,
+    num_threads: int | None,
     results: Path | None,
     name: str | None,
 ) -> None:
@@ -324,13 +385,16 @@ def crossval(
     from deeprel.experiments.crossval import (
         CrossvalPlan,
         check_mergeable,
+        comparable_config,
+        crossval_protocol,
+        format_folds,
         merge_fold_summaries,
         parse_folds,
         run_crossval,
     )
-    from deeprel.reporting.results import add_result, command_line, read_results
+    from deeprel.reporting.results import read_results
 
-    config = configured(config_path, overrides)
+    config, runtime = configured(config_path, overrides, device, num_threads)
     given = {"train_pattern": train_pattern, "test_pattern": test_pattern, "dev_fraction": dev_fraction}
     plan = CrossvalPlan(folds=parse_folds(folds), **{k: v for k, v in given.items() if v is not None})
     stored = None
@@ -340,24 +404,43 @@ def crossval(
         stored = read_results(results).get(name)
         if stored is None:
             raise click.UsageError(f"--merge-folds: {results} holds no entry {name!r} to merge with")
-        check_mergeable(stored, command_line(), plan.folds)
-    summary = run_crossval(config, runs, plan, score_without_overlaps, log=lambda m: click.echo(m, err=True))
+        planned = {
+            "config": comparable_config(config),
+            "protocol": crossval_protocol(config, plan, score_without_overlaps),
+        }
+        check_mergeable(stored, planned, plan.folds)
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    summary = run_crossval(config, runs, plan, score_without_overlaps, runtime=runtime, log=log)
     summary["command"] = command_line()
     if stored is not None:
-        summary = merge_fold_summaries(stored, summary)
+        every_fold = sorted({f["fold"] for f in stored["folds"]} | set(plan.folds))
+        summary = merge_fold_summaries(stored, summary, command_with_folds(format_folds(every_fold)))
     click.echo(json.dumps(summary, indent=2))
     if results is not None:
         add_result(results, name, summary)
 
 
+def command_with_folds(folds: str) -> str:
+    """This crossval command line as one call over ``folds``: ``--folds`` set (after ``--runs DIR``, where the
+    commands put it), ``--merge-folds`` dropped; a merged summary stores it as the command that reruns it."""
+    words = shlex.split(command_line())
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--folds":
+            skip = True
+        elif not (word.startswith("--folds=") or word == "--merge-folds"):
+            kept.append(word)
+    at = kept.index("--runs") + 2 if "--runs" in kept else len(kept)
+    kept[at:at] = ["--folds", folds]
+    return " ".join(shlex.quote(w) for w in kept)
+
+
 @main.command()
 @config_argument
-@click.option(
-    "--runs",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Runs go under RUNS/DATASET/VARIANT/.",
-)
+@runs_option("Runs go under RUNS/DATASET/VARIANT/.")
 @click.option("--dataset", type=click.Choice(["conll04", "ade"]), required=True)
 @click.option(
     "--variants",
@@ -372,6 +455,7 @@ def crossval(
 @click.option(
     "--results", type=click.Path(dir_okay=False, path_type=Path), help="JSON file to add the entries to (per dataset)."
 )
+@runtime_options
 def ablate(
     config_path: Path,
     runs: Path,
@@ -383,13 +467,15 @@ def ablate(
     select_once: bool,
     overrides: tuple[str, ...],
     results: Path | None,
+    device: str | None,
+    num_threads: int | None,
 ) -> None:
     """Ablation of a tuned config: without task-specific layers, without shared layers, without one input."""
     from deeprel.experiments.ablation import run_ablation, store_ablation
     from deeprel.experiments.crossval import CrossvalPlan, parse_folds
     from deeprel.reporting.results import command_line
 
-    config = configured(config_path, overrides)
+    config, runtime = configured(config_path, overrides, device, num_threads)
     entries = run_ablation(
         config,
         dataset,
@@ -399,6 +485,7 @@ def ablate(
         plan=CrossvalPlan(folds=parse_folds(folds), **({} if dev_fraction is None else {"dev_fraction": dev_fraction})),
         select_once=select_once,
         command=command_line(),
+        runtime=runtime,
         log=lambda m: click.echo(m, err=True),
     )
     click.echo(json.dumps(entries, indent=2))
@@ -455,6 +542,7 @@ def ablate(
 @overrides_option
 @click.option("--report-only", is_flag=True, help="Rewrite the reports from the storage; train nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
+@runtime_options
 @results_options("conll04")
 def tune(
     config_path: Path,
@@ -473,16 +561,20 @@ def tune(
     overrides: tuple[str, ...],
     report_only: bool,
     quiet: bool,
+    device: str | None,
+    num_threads: int | None,
     results: Path | None,
     name: str | None,
 ) -> None:
     """Search the BiRNN depths (s, t_e, t_r) and other hyperparameters on dev with Optuna."""
+    require("tune", "deeprel tune")
     from deeprel.tuning import SearchSpace, TuneSettings, describe, load_space, parse_objective
     from deeprel.tuning import report as write_report
     from deeprel.tuning import tune as run_tune
 
-    config = configured(config_path, overrides)
+    config, runtime = configured(config_path, overrides, device, num_threads)
     settings = TuneSettings(
+        runtime=runtime,
         study_dir=study_dir,
         storage=storage,
         study_name=study_name,
@@ -568,7 +660,7 @@ def extract(
     quiet: bool,
 ) -> None:
     """Extract from a large JSONL or text file, one document per line, into JSONL; rerun to resume."""
-    from deeprel.inference.extract import extract_file
+    from deeprel.extract import extract_file
 
     summary = extract_file(
         model_dir,
@@ -612,6 +704,7 @@ def serve(
     num_threads: int | None,
 ) -> None:
     """Serve a model over HTTP: POST /extract, GET /model, /health, /openapi.json, and the visualiser at /."""
+    require("serve", "deeprel serve")
     from deeprel.serving import ServeSettings
     from deeprel.serving import serve as run_server
 

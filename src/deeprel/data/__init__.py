@@ -1,7 +1,7 @@
-"""Documents, readers, writers and the BIO / multi-head encodings."""
+"""Documents and sentences, readers, writers, the extraction schema and the BIO / multi-head encodings."""
 
-from deeprel.data.readers import DocumentError, read_documents, write_json, write_jsonl
-from deeprel.data.types import DataError, Document, Entity, Relation
+from deeprel.data.readers import DocumentError, read_documents, read_sentences, write_json, write_jsonl
+from deeprel.data.types import DataError, Document, Entity, Relation, Sentence, sentences_of
 
 __all__ = [
     "DataError",
@@ -9,7 +9,10 @@ __all__ = [
     "DocumentError",
     "Entity",
     "Relation",
+    "Sentence",
     "read_documents",
+    "read_sentences",
+    "sentences_of",
     "write_json",
     "write_jsonl",
 ]

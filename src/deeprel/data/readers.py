@@ -1,7 +1,10 @@
 """Read and write documents: SpERT JSON arrays, JSON lines, and Bekoulis et al.'s tab format.
 
-Readers check structure only (JSON syntax, field types, spans and relation indices in range) and
-raise :class:`~deeprel.data.types.DataError` naming the file and the line or document. Odd but
+Each record of these formats is one sentence; a reader returns it as a one-sentence
+:class:`~deeprel.data.types.Document` whose text is the record's ``text`` (with ``offsets``) when it
+has one, else the tokens joined by single spaces. Readers check structure only (JSON syntax, field
+types, spans and relation indices in range) and raise :class:`~deeprel.data.types.DataError` naming the
+file and the line or document. Odd but
 well-formed data (overlapping spans, unknown labels, empty sentences) is left to
 :mod:`deeprel.data.validate`. :func:`iter_documents` is the lenient path the validator uses: it
 yields a :class:`DocumentError` in place of each broken document and reads on.
@@ -24,7 +27,7 @@ from typing_extensions import (
 
 from deeprel.atomic import write_atomically
 from deeprel.data.tagging import decode
-from deeprel.data.types import DataError, Document, Entity, Relation
+from deeprel.data.types import DataError, Document, Entity, Relation, Sentence, sentences_of
 
 Format = Literal["auto", "spert", "jsonl", "bekoulis"]
 
@@ -80,10 +83,10 @@ def _span_problem(start: int, end: int, length: int) -> str | None:
 
 
 def document_from_dict(d: object, where: str, *, default_id: str = "") -> Document:
-    """Build a document from a SpERT-style record, checking its structure.
+    """Build a one-sentence document from a SpERT-style record, checking its structure.
 
-    ``where`` locates the record in error messages (e.g. ``"train.json: document 3"``). The doc id
-    is ``str(orig_id)`` when the record has one, else ``default_id``.
+    ``where`` locates the record in error messages (e.g. ``"train.json: document 3"``). The id is
+    ``str(orig_id)`` when the record has one, else ``default_id``.
     """
     orig_id = d.get("orig_id") if isinstance(d, dict) else None
     doc_id = default_id if orig_id is None else str(orig_id)
@@ -104,36 +107,37 @@ def document_from_dict(d: object, where: str, *, default_id: str = "") -> Docume
                 raise DocumentError(
                     where, doc_id, f"relation {i} ({r['type']}): {role} {target} is not one of {len(entities)} entities"
                 )
-    offsets = record.get("offsets")
+    offsets, text = record.get("offsets"), record.get("text")
     if offsets is not None and len(offsets) != len(tokens):
         raise DocumentError(where, doc_id, f"{len(offsets)} offsets for {len(tokens)} tokens")
-    return Document(
-        tokens=tuple(tokens),
-        entities=tuple(Entity(e["type"], e["start"], e["end"], e.get("score")) for e in entities),
-        relations=tuple(Relation(r["type"], r["head"], r["tail"], r.get("score")) for r in relations),
-        doc_id=doc_id,
-        text=record.get("text"),
-        offsets=None if offsets is None else tuple(offsets),
+    entities_ = [Entity(e["type"], e["start"], e["end"], e.get("score")) for e in entities]
+    relations_ = [Relation(r["type"], r["head"], r["tail"], r.get("score")) for r in relations]
+    if text is None or offsets is None:
+        return Document.from_tokens(tokens, entities_, relations_, id=doc_id)
+    for i, (token, (start, end)) in enumerate(zip(tokens, offsets)):
+        if not 0 <= start <= end <= len(text):
+            raise DocumentError(where, doc_id, f"token {i}: offsets [{start}, {end}) lie outside 'text'")
+        if text[start:end] != token:
+            raise DocumentError(where, doc_id, f"token {i} {token!r} is not 'text' at [{start}, {end})")
+    sentence = Sentence(
+        tuple(tokens), tuple(entities_), tuple(relations_), id=doc_id, offsets=tuple(map(tuple, offsets))
     )
+    return Document(doc_id, text, (sentence,))
 
 
-def document_to_dict(doc: Document) -> dict[str, Any]:
-    """The SpERT record of a document; ``doc_id`` goes to ``orig_id``, scores/text/offsets when set."""
+def sentence_to_dict(sentence: Sentence) -> dict[str, Any]:
+    """The SpERT record of a sentence; its ``id`` goes to ``orig_id``, scores when set."""
 
     def scored(record: dict[str, Any], score: float | None) -> dict[str, Any]:
         return record if score is None else {**record, "score": score}
 
     d: dict[str, Any] = {
-        "tokens": list(doc.tokens),
-        "entities": [scored({"type": e.type, "start": e.start, "end": e.end}, e.score) for e in doc.entities],
-        "relations": [scored({"type": r.type, "head": r.head, "tail": r.tail}, r.score) for r in doc.relations],
+        "tokens": list(sentence.tokens),
+        "entities": [scored({"type": e.type, "start": e.start, "end": e.end}, e.score) for e in sentence.entities],
+        "relations": [scored({"type": r.type, "head": r.head, "tail": r.tail}, r.score) for r in sentence.relations],
     }
-    if doc.doc_id:
-        d["orig_id"] = doc.doc_id
-    if doc.text is not None:
-        d["text"] = doc.text
-    if doc.offsets is not None:
-        d["offsets"] = [list(o) for o in doc.offsets]
+    if sentence.id:
+        d["orig_id"] = sentence.id
     return d
 
 
@@ -218,15 +222,15 @@ def _bekoulis_document(path: Path, index: int, doc_id: str, rows: list[tuple[int
                 triple_lines.append(lineno)
         tokens.append(token)
         tags.append(tag)
-    document = decode(tokens, tags, triples, doc_id)
+    sentence = decode(tokens, tags, triples, doc_id)
     # decode() silently drops relations that do not join entity ends; in a file that is an error.
-    ends = {e.last for e in document.entities}
+    ends = {e.last for e in sentence.entities}
     for (head, tail, label), lineno in zip(triples, triple_lines, strict=True):
         if head not in ends or tail not in ends:
             loose = head if head not in ends else tail
             where = f"{path}:{lineno}: document {index}"
             raise DocumentError(where, doc_id, f"relation {label!r}: token {loose} ends no entity")
-    return document
+    return Document.from_tokens(sentence.tokens, sentence.entities, sentence.relations, id=doc_id)
 
 
 def _iter_bekoulis(path: Path) -> Iterator[Document | DocumentError]:
@@ -304,40 +308,30 @@ def read_documents(path: str | os.PathLike[str], fmt: Format = "auto") -> list[D
     return documents
 
 
-def read_spert(path: str | os.PathLike[str]) -> list[Document]:
-    """A SpERT JSON array; doc ids are ``orig_id``, else ``"<file name>:<index>"``."""
-    return read_documents(path, "spert")
+def read_sentences(path: str | os.PathLike[str], fmt: Format = "auto") -> list[Sentence]:
+    """All sentences of a file's documents, in order (what training and scoring read)."""
+    return sentences_of(read_documents(path, fmt))
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> list[Document]:
-    """One SpERT record per line; blank lines are skipped."""
-    return read_documents(path, "jsonl")
-
-
-def read_bekoulis(path: str | os.PathLike[str]) -> list[Document]:
-    """Bekoulis et al.'s tab format, as canonical documents (entities by position, relations sorted)."""
-    return read_documents(path, "bekoulis")
-
-
-def _dumps(doc: Document) -> str:
+def _dumps(sentence: Sentence) -> str:
     # allow_nan=False: NaN scores would make a file that strict JSON parsers reject.
-    return json.dumps(document_to_dict(doc), ensure_ascii=False, allow_nan=False)
+    return json.dumps(sentence_to_dict(sentence), ensure_ascii=False, allow_nan=False)
 
 
-def write_json(docs: Iterable[Document], path: str | os.PathLike[str]) -> None:
-    """A SpERT JSON array, one document per line, written atomically."""
+def write_json(documents: Iterable[Document], path: str | os.PathLike[str]) -> None:
+    """A SpERT JSON array, one record (sentence) per line, written atomically."""
 
     def write(f: TextIO) -> None:
-        f.write("[" + ",\n".join(_dumps(doc) for doc in docs) + "]\n")
+        f.write("[" + ",\n".join(_dumps(s) for s in sentences_of(documents)) + "]\n")
 
     write_atomically(path, write)
 
 
-def write_jsonl(docs: Iterable[Document], path: str | os.PathLike[str]) -> None:
-    """One SpERT record per line, written atomically."""
+def write_jsonl(documents: Iterable[Document], path: str | os.PathLike[str]) -> None:
+    """One SpERT record (sentence) per line, written atomically."""
 
     def write(f: TextIO) -> None:
-        for doc in docs:
-            f.write(_dumps(doc) + "\n")
+        for sentence in sentences_of(documents):
+            f.write(_dumps(sentence) + "\n")
 
     write_atomically(path, write)

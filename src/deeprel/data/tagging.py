@@ -1,10 +1,10 @@
-"""BIO and multi-head encodings of documents, and making entities non-overlapping so they fit BIO.
+"""BIO and multi-head encodings of sentences, and making entities non-overlapping so they fit BIO.
 
 Pure Python: the model turns these tags and triples into tensors, this module only defines them.
 
 The multi-head encoding (Bekoulis et al. 2018) puts each relation on the last token of its head
 entity, pointing at the last token of its tail entity, as ``(head_last, tail_last, type)``.
-A document round-trips through :func:`encode` / :func:`decode` exactly when its entities do not
+A sentence round-trips through :func:`encode` / :func:`decode` exactly when its entities do not
 overlap (which also gives every entity its own last token) and no relation is repeated.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from deeprel.data.types import DataError, Document, Entity, Relation
+from deeprel.data.types import DataError, Entity, Relation, Sentence
 
 OverlapPolicy = Literal["keep_longest", "keep_first", "drop", "error"]
 
@@ -47,7 +47,7 @@ def _span(e: Entity) -> str:
     return f"{e.type} [{e.start}, {e.end})"
 
 
-def resolve_overlaps(doc: Document, policy: OverlapPolicy) -> tuple[Document, OverlapStats]:
+def resolve_overlaps(doc: Sentence, policy: OverlapPolicy) -> tuple[Sentence, OverlapStats]:
     """Remove entities until none overlap, dropping the relations that touched a removed one.
 
     ``keep_longest`` keeps spans greedily by length (ties: earlier start), ``keep_first`` by start
@@ -60,7 +60,7 @@ def resolve_overlaps(doc: Document, policy: OverlapPolicy) -> tuple[Document, Ov
         return doc, OverlapStats()
     if policy == "error":
         a, b = pairs[0]
-        raise DataError(f"document {doc.doc_id!r}: entities {_span(entities[a])} and {_span(entities[b])} overlap")
+        raise DataError(f"sentence {doc.id!r}: entities {_span(entities[a])} and {_span(entities[b])} overlap")
     if policy in ("keep_longest", "keep_first"):
 
         def preference(i: int) -> tuple[int, int]:
@@ -89,9 +89,9 @@ def resolve_overlaps(doc: Document, policy: OverlapPolicy) -> tuple[Document, Ov
     return resolved, stats
 
 
-def resolve_all(docs: Iterable[Document], policy: OverlapPolicy) -> tuple[list[Document], OverlapStats]:
+def resolve_all(docs: Iterable[Sentence], policy: OverlapPolicy) -> tuple[list[Sentence], OverlapStats]:
     """:func:`resolve_overlaps` over a corpus, with the summed statistics."""
-    resolved: list[Document] = []
+    resolved: list[Sentence] = []
     total = OverlapStats()
     for doc in docs:
         new, stats = resolve_overlaps(doc, policy)
@@ -105,12 +105,12 @@ def tag_inventory(entity_types: Iterable[str]) -> list[str]:
     return ["O"] + [f"{prefix}-{t}" for t in sorted(set(entity_types)) for prefix in ("B", "I")]
 
 
-def bio_tags(doc: Document) -> list[str]:
+def bio_tags(doc: Sentence) -> list[str]:
     """One BIO tag per token; the entities must not overlap."""
     pairs = overlapping_pairs(doc.entities)
     if pairs:
         a, b = (_span(doc.entities[i]) for i in pairs[0])
-        raise DataError(f"document {doc.doc_id!r}: entities {a} and {b} overlap, so they cannot be BIO-tagged")
+        raise DataError(f"sentence {doc.id!r}: entities {a} and {b} overlap, so they cannot be BIO-tagged")
     tags = ["O"] * len(doc.tokens)
     for e in doc.entities:
         tags[e.start] = f"B-{e.type}"
@@ -137,8 +137,8 @@ def spans_from_bio(tags: Sequence[str]) -> list[Entity]:
     return entities
 
 
-def relation_targets(doc: Document) -> list[Triple]:
-    """The document's relations as unique, sorted ``(head last token, tail last token, type)`` triples."""
+def relation_targets(doc: Sentence) -> list[Triple]:
+    """The sentence's relations as unique, sorted ``(head last token, tail last token, type)`` triples."""
     return sorted({(doc.entities[r.head].last, doc.entities[r.tail].last, r.type) for r in doc.relations})
 
 
@@ -160,8 +160,8 @@ def _position(e: Entity) -> tuple[int, int, str]:
     return e.start, e.end, e.type
 
 
-def canonical(doc: Document) -> Document:
-    """The same document with entities sorted by (start, end, type) and relations by (head, tail, type)."""
+def canonical(doc: Sentence) -> Sentence:
+    """The same sentence with entities sorted by (start, end, type) and relations by (head, tail, type)."""
     order = sorted(range(len(doc.entities)), key=lambda i: _position(doc.entities[i]))
     new_index = {old: new for new, old in enumerate(order)}
     relations = sorted(
@@ -171,17 +171,17 @@ def canonical(doc: Document) -> Document:
     return replace(doc, entities=tuple(doc.entities[i] for i in order), relations=tuple(relations))
 
 
-def encode(doc: Document) -> tuple[tuple[str, ...], list[str], list[Triple], str]:
-    """``(tokens, BIO tags, multi-head triples, doc_id)``, the model's targets for a document.
+def encode(doc: Sentence) -> tuple[tuple[str, ...], list[str], list[Triple], str]:
+    """``(tokens, BIO tags, multi-head triples, doc_id)``, the model's targets for a sentence.
 
-    ``decode(*encode(doc)) == canonical(doc)`` for every representable document (see the module
+    ``decode(*encode(doc)) == canonical(doc)`` for every representable sentence (see the module
     docstring); ``text``, ``offsets`` and scores are not part of the encoding.
     """
-    return doc.tokens, bio_tags(doc), relation_targets(doc), doc.doc_id
+    return doc.tokens, bio_tags(doc), relation_targets(doc), doc.id
 
 
-def decode(tokens: Sequence[str], tags: Sequence[str], triples: Iterable[Triple], doc_id: str = "") -> Document:
-    """The canonical document (see :func:`canonical`) described by BIO tags and multi-head triples."""
+def decode(tokens: Sequence[str], tags: Sequence[str], triples: Iterable[Triple], doc_id: str = "") -> Sentence:
+    """The canonical sentence (see :func:`canonical`) described by BIO tags and multi-head triples."""
     entities = spans_from_bio(tags)
     relations = sorted(relations_from_heads(entities, triples), key=lambda r: (r.head, r.tail, r.type))
-    return Document(tuple(tokens), tuple(entities), tuple(relations), doc_id=doc_id)
+    return Sentence(tuple(tokens), tuple(entities), tuple(relations), id=doc_id)

@@ -22,7 +22,7 @@ from deeprel.data.readers import (
     read_types,
 )
 from deeprel.data.tagging import overlapping_pairs
-from deeprel.data.types import DataError, Document, Entity
+from deeprel.data.types import DataError, Document, Entity, Sentence, sentences_of
 
 Severity = Literal["error", "warning"]
 ProblemKind = Literal[
@@ -143,14 +143,14 @@ def _inventory(labels: dict[str, int]) -> str:
     return ", ".join(f"{label} {n:,}" for label, n in labels.items()) or "none"
 
 
-def _describe(doc: Document, index: int, entity: Entity) -> str:
-    return f"{index} ({entity.type} [{entity.start}, {entity.end}) {doc.span_text(entity)!r})"
-
-
-def _document_problems(
-    doc: Document, entity_types: set[str] | None, relation_types: set[str] | None
+def _sentence_problems(
+    document: Document, doc: Sentence, entity_types: set[str] | None, relation_types: set[str] | None
 ) -> Iterator[tuple[ProblemKind, str]]:
-    """The semantic checks of one well-formed document, as ``(kind, what is wrong)``."""
+    """The semantic checks of one well-formed sentence of ``document``, as ``(kind, what is wrong)``."""
+
+    def describe(index: int, entity: Entity) -> str:
+        return f"{index} ({entity.type} [{entity.start}, {entity.end}) {document.span_text(doc, entity)!r})"
+
     if not doc.tokens:
         yield "empty_sentence", "the sentence has no tokens"
     for i, token in enumerate(doc.tokens):
@@ -160,11 +160,11 @@ def _document_problems(
     for i, j in overlapping_pairs(entities):
         a, b = entities[i], entities[j]
         if (a.start, a.end) == (b.start, b.end):
-            yield "duplicate_span", f"entities {_describe(doc, i, a)} and {_describe(doc, j, b)} cover the same span"
+            yield "duplicate_span", f"entities {describe(i, a)} and {describe(j, b)} cover the same span"
         else:
             nested = (a.start <= b.start and b.end <= a.end) or (b.start <= a.start and a.end <= b.end)
             verb = "are nested" if nested else "overlap"
-            yield "overlapping_entities", f"entities {_describe(doc, i, a)} and {_describe(doc, j, b)} {verb}"
+            yield "overlapping_entities", f"entities {describe(i, a)} and {describe(j, b)} {verb}"
     for (head, tail, kind), n in Counter((r.head, r.tail, r.type) for r in doc.relations).items():
         if n > 1:
             yield "duplicate_relation", f"relation {kind} {head} -> {tail} appears {n} times"
@@ -172,12 +172,12 @@ def _document_problems(
         if r.head == r.tail:
             yield (
                 "self_relation",
-                f"relation {i} ({r.type}) links entity {_describe(doc, r.head, entities[r.head])} to itself",
+                f"relation {i} ({r.type}) links entity {describe(r.head, entities[r.head])} to itself",
             )
     if entity_types is not None:
         for i, e in enumerate(entities):
             if e.type not in entity_types:
-                yield "unknown_entity_type", f"entity {_describe(doc, i, e)} has a type missing from the types file"
+                yield "unknown_entity_type", f"entity {describe(i, e)} has a type missing from the types file"
     if relation_types is not None:
         for i, r in enumerate(doc.relations):
             if r.type not in relation_types:
@@ -204,9 +204,11 @@ def validate_file(
                 problems.append(Problem(name, index, item.doc_id, "invalid_document", str(item)))
                 continue
             documents.append(item)
-            where = f"{path}: document {index} (doc_id {item.doc_id})"
-            for kind, reason in _document_problems(item, entity_types, relation_types):
-                problems.append(Problem(name, index, item.doc_id, kind, f"{where}: {reason}"))
+            for number, sentence in enumerate(item.sentences):
+                at = f"document {index}" + (f", sentence {number}" if len(item.sentences) > 1 else "")
+                where = f"{path}: {at} (doc_id {item.id})"
+                for kind, reason in _sentence_problems(item, sentence, entity_types, relation_types):
+                    problems.append(Problem(name, index, item.id, kind, f"{where}: {reason}"))
     except (DataError, OSError) as error:
         return _failed(name, used, error)
     return FileReport(
@@ -214,11 +216,11 @@ def validate_file(
         used,
         False,
         documents=len(documents),
-        tokens=sum(len(d.tokens) for d in documents),
-        entities=sum(len(d.entities) for d in documents),
-        relations=sum(len(d.relations) for d in documents),
-        entity_labels=dict(Counter(e.type for d in documents for e in d.entities).most_common()),
-        relation_labels=dict(Counter(r.type for d in documents for r in d.relations).most_common()),
+        tokens=sum(len(s.tokens) for s in sentences_of(documents)),
+        entities=sum(len(s.entities) for s in sentences_of(documents)),
+        relations=sum(len(s.relations) for s in sentences_of(documents)),
+        entity_labels=dict(Counter(e.type for s in sentences_of(documents) for e in s.entities).most_common()),
+        relation_labels=dict(Counter(r.type for s in sentences_of(documents) for r in s.relations).most_common()),
         problems=tuple(problems),
     )
 

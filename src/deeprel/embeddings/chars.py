@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from deeprel.model.birnn import Cell
+from deeprel.config import Cell
 
 PAD_ID = 0
 UNK_ID = 1

@@ -261,9 +261,3 @@ class FeatureCache:
         temporary = path.with_suffix(f".tmp{os.getpid()}")
         save_file({"features": features.detach().to(torch.float16).cpu().contiguous()}, str(temporary))
         os.replace(temporary, path)
-
-
-def default_cache_dir(config: ContextualConfig) -> Path:
-    if config.cache_dir:
-        return Path(config.cache_dir).expanduser()
-    return Path(os.environ.get("DEEPREL_CACHE_DIR", Path.home() / ".cache" / "deeprel")).expanduser()

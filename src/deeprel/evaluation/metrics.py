@@ -3,12 +3,12 @@
 Conventions (chosen so the numbers are comparable with the literature):
 
 * **strict** mode: a predicted entity is correct iff its ``(start, end, type)`` matches a gold
-  entity of the same document; a predicted relation is correct iff its type, its direction and
+  entity of the same sentence; a predicted relation is correct iff its type, its direction and
   both arguments' ``(start, end, entity type)`` match a gold relation.
 * **boundaries** mode: entity types are ignored. Entities match on ``(start, end)``; relations
   match on the relation type, the direction and the arguments' ``(start, end)``.
-* Gold and predicted items are *sets* per document, so a duplicated prediction counts once.
-  Documents are aligned by position and counts are pooled over all documents.
+* Gold and predicted items are *sets* per sentence, so a duplicated prediction counts once.
+  Sentences are aligned by position and counts are pooled over all sentences.
 * All precision, recall and F1 values are **percentages** (0-100); a division by zero gives 0.
 * **micro**: P/R/F1 from counts pooled over the types considered.
 * **macro**: the unweighted mean over types of the per-type P, R and F1, as SpERT does (through
@@ -30,12 +30,31 @@ from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from deeprel.data.types import Document
+from deeprel.data.types import Sentence
 
 Mode = Literal["strict", "boundaries"]
 Task = Literal["ner", "re"]
+Average = Literal["micro", "macro"]
+Value = Literal["p", "r", "f1"]
 MODES: tuple[Mode, ...] = ("strict", "boundaries")
 TASKS: tuple[Task, ...] = ("ner", "re")
+AVERAGES: tuple[Average, ...] = ("micro", "macro")
+VALUES: tuple[Value, ...] = ("p", "r", "f1")
+
+
+def metric_name(task: Task, average: Average, value: Value, mode: Mode = "strict") -> str:
+    """The one spelling of a score's name: ``re_micro_f1`` (strict), ``ner_boundaries_macro_p``."""
+    return f"{task if mode == 'strict' else f'{task}_boundaries'}_{average}_{value}"
+
+
+# Every score a run logs and early stopping or a tuner can use, in a fixed order.
+METRIC_NAMES: tuple[str, ...] = tuple(
+    metric_name(task, average, value, mode)
+    for task in TASKS
+    for mode in MODES
+    for average in AVERAGES
+    for value in VALUES
+)
 
 # What a gold or predicted item is matched on; element 0 is the type it is counted under.
 _Key = tuple[str, Hashable, Hashable]
@@ -64,6 +83,10 @@ class PRF:
         recall = correct / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         return cls(100 * precision, 100 * recall, 100 * f1, support, predicted, correct)
+
+    def value(self, value: Value) -> float:
+        """``p``, ``r`` or ``f1``, as metric names spell them."""
+        return {"p": self.precision, "r": self.recall, "f1": self.f1}[value]
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -119,12 +142,10 @@ class EvaluationResult:
         flat: dict[str, float] = {}
         for mode in MODES:
             for task in TASKS:
-                prefix = task if mode == "strict" else f"{task}_boundaries"
                 scores = self.scores(mode, task)
                 for average, prf in (("micro", scores.micro), ("macro", scores.macro)):
-                    flat[f"{prefix}_{average}_p"] = prf.precision
-                    flat[f"{prefix}_{average}_r"] = prf.recall
-                    flat[f"{prefix}_{average}_f1"] = prf.f1
+                    for value in VALUES:
+                        flat[metric_name(task, average, value, mode)] = prf.value(value)
         return flat
 
     def format_table(self) -> str:
@@ -161,24 +182,24 @@ def _format_scores(title: str, scores: Scores) -> str:
 
 
 def evaluate(
-    gold: Sequence[Document],
-    predicted: Sequence[Document],
+    gold: Sequence[Sentence],
+    predicted: Sequence[Sentence],
     entity_types: Sequence[str] | None = None,
     relation_types: Sequence[str] | None = None,
 ) -> EvaluationResult:
-    """Score ``predicted`` against ``gold``, documents aligned by position (see the module doc).
+    """Score ``predicted`` against ``gold``, sentences aligned by position (see the module doc).
 
-    Raises ``ValueError`` when the sequences differ in length, when the documents at some index
+    Raises ``ValueError`` when the sequences differ in length, when the sentences at some index
     have different tokens, when a relation points at a missing entity, or when an item's type is
     not in the given ``entity_types`` / ``relation_types``.
     """
     if len(gold) != len(predicted):
-        raise ValueError(f"{len(gold)} gold documents but {len(predicted)} predicted documents")
+        raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted sentences")
     for index, (gold_doc, pred_doc) in enumerate(zip(gold, predicted)):
         if gold_doc.tokens != pred_doc.tokens:
             raise ValueError(
-                f"gold and predicted documents at index {index} have different tokens "
-                f"(gold doc_id {gold_doc.doc_id!r}, predicted doc_id {pred_doc.doc_id!r})"
+                f"gold and predicted sentences at index {index} have different tokens "
+                f"(gold id {gold_doc.id!r}, predicted id {pred_doc.id!r})"
             )
     results: dict[Mode, ModeScores] = {}
     for mode in MODES:
@@ -194,25 +215,25 @@ def evaluate(
 
 @dataclass
 class _Counts:
-    """Per-type counts pooled over documents."""
+    """Per-type counts pooled over sentences."""
 
     gold: Counter[str] = field(default_factory=Counter)
     predicted: Counter[str] = field(default_factory=Counter)
     correct: Counter[str] = field(default_factory=Counter)
 
 
-def _count(gold: Sequence[Document], predicted: Sequence[Document], task: Task, mode: Mode) -> _Counts:
+def _count(gold: Sequence[Sentence], predicted: Sequence[Sentence], task: Task, mode: Mode) -> _Counts:
     counts = _Counts()
     for index, (gold_doc, pred_doc) in enumerate(zip(gold, predicted)):
-        gold_keys = _keys(gold_doc, task, mode, f"gold document at index {index}")
-        pred_keys = _keys(pred_doc, task, mode, f"predicted document at index {index}")
+        gold_keys = _keys(gold_doc, task, mode, f"gold sentence at index {index}")
+        pred_keys = _keys(pred_doc, task, mode, f"predicted sentence at index {index}")
         counts.gold.update(key[0] for key in gold_keys)
         counts.predicted.update(key[0] for key in pred_keys)
         counts.correct.update(key[0] for key in pred_keys & gold_keys)
     return counts
 
 
-def _keys(doc: Document, task: Task, mode: Mode, where: str) -> set[_Key]:
+def _keys(doc: Sentence, task: Task, mode: Mode, where: str) -> set[_Key]:
     strict = mode == "strict"
     if task == "ner":
         return {(e.type if strict else _SPAN, e.start, e.end) for e in doc.entities}
@@ -222,7 +243,7 @@ def _keys(doc: Document, task: Task, mode: Mode, where: str) -> set[_Key]:
             if not 0 <= argument < len(doc.entities):
                 raise ValueError(
                     f"{where}: relation {relation.type!r} points at entity {argument}, "
-                    f"but the document has {len(doc.entities)} entities"
+                    f"but the sentence has {len(doc.entities)} entities"
                 )
         head, tail = doc.entities[relation.head], doc.entities[relation.tail]
         if strict:

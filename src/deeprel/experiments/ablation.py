@@ -19,7 +19,7 @@ variant that would be the tuned model itself (``no_shared`` when ``s = 0``, ``no
 ``t_e = t_r = 0``, an input the tuned model does not use), or one that leaves no input at all, is not
 run; its entry says why.
 
-CoNLL04 variants train several seeds through :func:`deeprel.training.seeds.run_seeds` (the retrain
+CoNLL04 variants train several seeds through :func:`deeprel.experiments.seeds.run_seeds` (the retrain
 protocol, scored on test) under ``RUNS/conll04/<variant>/seed-N``; ADE variants run cross-validation
 through :func:`deeprel.experiments.crossval.run_crossval` under ``RUNS/ade/<variant>/fold-i``. Both
 reuse finished runs and resume interrupted ones. Differences to ``tuned`` are paired: per seed (same
@@ -35,8 +35,9 @@ from typing import Any, Literal
 
 from deeprel.config import Config, ConfigError
 from deeprel.experiments.crossval import CrossvalPlan, run_crossval
-from deeprel.reporting.results import add_result, read_results
-from deeprel.training.seeds import paired_difference, run_seeds
+from deeprel.experiments.seeds import run_seeds
+from deeprel.reporting.results import F1_METRICS, Spread, add_result, paired_difference, read_results
+from deeprel.runtime import Runtime
 
 Dataset = Literal["conll04", "ade"]
 Log = Callable[[str], None]
@@ -50,7 +51,6 @@ INPUT_VARIANTS = {
 }
 VARIANTS = ("tuned", *DEPTH_VARIANTS, *INPUT_VARIANTS)
 DEFAULT_VARIANTS: dict[str, tuple[str, ...]] = {"conll04": VARIANTS, "ade": ("tuned", *DEPTH_VARIANTS)}
-F1_KEYS = tuple(f"{task}_{average}_f1" for task in ("ner", "re") for average in ("micro", "macro"))
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,7 @@ def run_ablation(
     plan: CrossvalPlan | None = None,
     select_once: bool = False,
     command: str = "",
+    runtime: Runtime | None = None,
     progress: bool = False,
     log: Log = print,
 ) -> dict[str, dict[str, Any]]:
@@ -153,10 +154,14 @@ def run_ablation(
             continue
         log(f"{variant.name}: depths {Depths.of(variant.config).to_dict()}")
         if dataset == "conll04":
-            summary = run_seeds(variant.config, seeds, runs / variant.name, select_once, progress=progress, log=log)
+            summary = run_seeds(
+                variant.config, seeds, runs / variant.name, select_once, runtime=runtime, progress=progress, log=log
+            )
             run_ids = summary["seeds"]
         else:
-            summary = run_crossval(variant.config, runs / variant.name, plan, progress=progress, log=log)
+            summary = run_crossval(
+                variant.config, runs / variant.name, plan, runtime=runtime, progress=progress, log=log
+            )
             run_ids = [fold["fold"] for fold in summary["folds"]]
         entries[variant.name] = _entry(variant.config, summary, dataset, run_ids, command)
     reference = entries["tuned"]
@@ -181,7 +186,7 @@ def _entry(
             "casing": embeddings.casing,
         },
         ("seeds" if dataset == "conll04" else "folds"): run_ids,
-        **{f"{key}_{stat}": summary[f"{key}_{stat}"] for key in F1_KEYS for stat in ("mean", "sd", "runs")},
+        **{k: v for metric in F1_METRICS for k, v in Spread.read(summary, metric).fields(metric).items()},
         "trainable_parameters": summary["trainable_parameters"],
         "train_minutes_per_run": summary["train_minutes_per_run"],
         "epochs": summary["epochs"],
@@ -194,7 +199,10 @@ def _differences(entry: dict[str, Any], reference: dict[str, Any]) -> dict[str, 
     ids_key = "seeds" if "seeds" in entry else "folds"
     if entry[ids_key] != reference[ids_key]:
         raise ValueError(f"variant runs {entry[ids_key]} do not pair with tuned runs {reference[ids_key]}")
-    return {key: paired_difference(entry[f"{key}_runs"], reference[f"{key}_runs"]) for key in F1_KEYS}
+    return {
+        metric: paired_difference(Spread.read(entry, metric).runs, Spread.read(reference, metric).runs)
+        for metric in F1_METRICS
+    }
 
 
 def store_ablation(path: Path, dataset: Dataset, entries: dict[str, dict[str, Any]]) -> None:

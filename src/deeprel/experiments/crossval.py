@@ -27,15 +27,20 @@ how many test entities and relations that removes; ``score_without_overlaps`` ad
 the summary.
 
 **Runs.** ``RUNS/crossval.json`` holds the settings a rerun must share. ``RUNS/fold-i/`` is a trainer
-run directory plus ``data/`` (the held-out split) and ``result.json``, written atomically when the fold
-is finished; a rerun reuses finished folds and resumes an interrupted one from its checkpoint.
+run directory (its ``config.json`` names the fold's files and dev share, so the fold can be retrained
+alone with ``deeprel train``) plus ``result.json``, written atomically when the fold is finished; a rerun
+reuses finished folds and resumes an interrupted one from its checkpoint. The trainer is given the
+fold's sentences directly: nothing is written besides the run.
+
+**Merging.** A summary records the configuration its folds share (``config``, without the data files
+folds replace) and its ``protocol``; :func:`merge_fold_summaries` joins two summaries of different folds
+only when both agree.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shlex
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -43,16 +48,15 @@ from pathlib import Path
 from typing import Any
 
 from deeprel.atomic import write_text_atomically
-from deeprel.config import Config, resolve_data_path
-from deeprel.data.readers import write_json
+from deeprel.config import Config, resolve_data_path, split_run_settings
+from deeprel.data.readers import read_sentences
 from deeprel.data.tagging import OverlapStats, resolve_all
-from deeprel.data.types import Document
-from deeprel.evaluation.metrics import evaluate
-from deeprel.inference.predictor import predict_documents
-from deeprel.model.files import load_model
-from deeprel.training.seeding import pick_device
-from deeprel.training.seeds import spread, summarise
-from deeprel.training.trainer import Split, load_datasets, split_dev, train
+from deeprel.data.types import Sentence
+from deeprel.experiments.seeds import summarise
+from deeprel.inference.predictor import Predictor
+from deeprel.reporting.results import F1_METRICS, Spread, spread, strict_scores
+from deeprel.runtime import Runtime
+from deeprel.training.trainer import Datasets, Split, prepare_splits, split_dev, train
 
 Log = Callable[[str], None]
 
@@ -137,38 +141,48 @@ def epoch_rule(config: Config, plan: CrossvalPlan) -> str:
     return held_out + "; the best-on-dev model, trained on the rest, is tested"
 
 
+def crossval_protocol(config: Config, plan: CrossvalPlan, score_without_overlaps: bool) -> dict[str, Any]:
+    """How every fold is trained and scored, in words and settings: what a summary's folds must share."""
+    protocol = {
+        "training_protocol": config.training.protocol,
+        "epochs": epoch_rule(config, plan),
+        **plan.settings(),
+        "training_seed": config.training.seed,
+        "evaluation": "strict, against the full gold test fold (entities BIO cannot represent count as missed)",
+    }
+    if score_without_overlaps:
+        protocol["evaluation_without_overlaps"] = (
+            f"strict, against gold with the overlap policy {config.data.overlap_policy!r} applied"
+        )
+    return protocol
+
+
 def run_crossval(
     config: Config,
     runs: str | Path,
     plan: CrossvalPlan | None = None,
     score_without_overlaps: bool = False,
+    runtime: Runtime | None = None,
     progress: bool = False,
     log: Log = print,
 ) -> dict[str, Any]:
     """Train and test every fold of ``plan`` under ``runs/fold-i`` (reusing finished ones); the summary."""
     plan = plan or CrossvalPlan()
+    runtime = runtime or Runtime()
     runs = Path(runs)
     holds_out_dev(config, plan)  # an impossible protocol fails before any fold starts
     _check_settings(runs, config, plan)
-    results = [run_fold(config, plan, fold, runs / f"fold-{fold}", progress, log) for fold in plan.folds]
-    summary: dict[str, Any] = {
-        "protocol": {
-            "training_protocol": config.training.protocol,
-            "epochs": epoch_rule(config, plan),
-            **plan.settings(),
-            "training_seed": config.training.seed,
-            "evaluation": "strict, against the full gold test fold (entities BIO cannot represent count as missed)",
-        },
+    results = [run_fold(config, plan, fold, runs / f"fold-{fold}", runtime, progress, log) for fold in plan.folds]
+    return {
+        "protocol": crossval_protocol(config, plan, score_without_overlaps),
+        "config": comparable_config(config),
         **summarise_folds(results, score_without_overlaps),
     }
-    if score_without_overlaps:
-        summary["protocol"]["evaluation_without_overlaps"] = (
-            f"strict, against gold with the overlap policy {config.data.overlap_policy!r} applied"
-        )
-    return summary
 
 
-def run_fold(config: Config, plan: CrossvalPlan, fold: int, directory: Path, progress: bool, log: Log) -> dict:
+def run_fold(
+    config: Config, plan: CrossvalPlan, fold: int, directory: Path, runtime: Runtime, progress: bool, log: Log
+) -> dict:
     """One fold: train (or resume), predict the test fold, score it with and without overlapping gold."""
     result_path = directory / "result.json"
     if result_path.exists():
@@ -181,20 +195,19 @@ def run_fold(config: Config, plan: CrossvalPlan, fold: int, directory: Path, pro
         f"fold {fold}: the overlap policy removes {_counts(training_part.overlaps)} from training;"
         f" the test fold holds {_counts(test_overlaps)} that BIO cannot represent"
     )
-    fold_config, dev_documents = _fold_config(config, plan, train_file, training_part.documents, directory)
+    fold_config, datasets = fold_data(config, plan, train_file, training_part)
     log(f"fold {fold}: training into {directory}")
-    metrics = train(fold_config, directory, resume=True, progress=progress, log=log)
-    loaded = load_model(directory / "model", device=pick_device(config.training.device))
-    predicted = predict_documents(loaded.model, loaded.featurizer, test)
-    labels = loaded.model.labels
-    full = evaluate(test, predicted, labels.entity_types, labels.relation_types)
-    reduced = evaluate(test_without_overlaps, predicted, labels.entity_types, labels.relation_types)
+    metrics = train(fold_config, directory, data=datasets, runtime=runtime, resume=True, progress=progress, log=log)
+    predictor = Predictor.load(directory / "model", device=runtime.torch_device())
+    predicted = predictor.predict(test)
+    full = predictor.score(test, predicted)
+    reduced = predictor.score(test_without_overlaps, predicted)
     result = {
         "fold": fold,
         "train_file": train_file,
         "test_file": test_file,
-        "training_part_documents": len(training_part.documents),
-        "dev_documents": dev_documents,
+        "training_part_documents": len(training_part.sentences),
+        "dev_documents": len(datasets.get("dev") or []),
         "test_documents": len(test),
         "overlaps": {
             "policy": config.data.overlap_policy,
@@ -213,45 +226,48 @@ def run_fold(config: Config, plan: CrossvalPlan, fold: int, directory: Path, pro
     return result
 
 
-def _read_fold(config: Config, fold: int, train_file: str, test_file: str) -> tuple[Split, list[Document]]:
-    """The training part after the overlap policy, and the full test gold, read as the trainer reads them
-    (empty sentences, size limits)."""
-    for name in (train_file, test_file):
-        if not resolve_data_path(name).is_file():
-            raise FileNotFoundError(f"fold {fold}: {resolve_data_path(name)} does not exist")
-    reading = config.with_overrides(
+def _read_fold(config: Config, fold: int, train_file: str, test_file: str) -> tuple[Split, list[Sentence]]:
+    """The training part after the overlap policy, and the full test gold, prepared as the trainer prepares
+    its splits (empty sentences, size limits)."""
+    paths = [resolve_data_path(name) for name in (train_file, test_file)]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"fold {fold}: {path} does not exist")
+    splits = [
+        prepare_splits(name, str(path), read_sentences(path, fmt=config.data.format), config.data, log=lambda _: None)[
+            0
+        ]
+        for name, path in zip(("train", "test"), paths)
+    ]
+    return splits[0], splits[1].sentences
+
+
+def fold_data(config: Config, plan: CrossvalPlan, train_file: str, training_part: Split) -> tuple[Config, Datasets]:
+    """The fold's training configuration (its data section names the fold's file and dev share) and the
+    splits it trains on: the training part, or its rest and a held-out dev part; for the retrain protocol
+    the whole part again as train+dev."""
+    held_out = holds_out_dev(config, plan)
+    retrain = config.training.protocol == "retrain"
+    fold_config = config.with_overrides(
         {
             "data.train": train_file,
             "data.dev": None,
-            "data.dev_fraction": None,
-            "data.test": test_file,
-            "data.train_dev": None,
-            "training.protocol": "dev",  # only so that the copy validates without train_dev
+            "data.test": None,  # the fold is scored by run_fold, against both gold versions
+            "data.train_dev": train_file if retrain else None,
+            "data.dev_fraction": plan.dev_fraction if held_out else None,
+            "data.dev_seed": plan.dev_seed,
         }
     )
-    datasets = load_datasets(reading, log=lambda _: None)
-    return datasets.splits["train"], datasets.splits["test"].documents
-
-
-def _fold_config(
-    config: Config, plan: CrossvalPlan, train_file: str, training_part: list[Document], directory: Path
-) -> tuple[Config, int]:
-    """The fold's training configuration, and how many documents it holds out as dev."""
-    changes: dict[str, Any] = {
-        "data.train": train_file,
-        "data.dev": None,
-        "data.dev_fraction": None,  # the plan's dev_fraction decides, for every fold
-        "data.test": None,  # the fold is scored by run_fold, against both gold versions
-        "data.train_dev": train_file if config.training.protocol == "retrain" else None,
-    }
-    if not holds_out_dev(config, plan):
-        return config.with_overrides(changes), 0
-    rest, dev = split_dev(training_part, plan.dev_fraction, plan.dev_seed)
-    # Written after the overlap policy, which the trainer would apply to them anyway.
-    write_json(rest, directory / "data" / "train.json")
-    write_json(dev, directory / "data" / "dev.json")
-    changes |= {"data.train": str(directory / "data" / "train.json"), "data.dev": str(directory / "data" / "dev.json")}
-    return config.with_overrides(changes), len(dev)
+    datasets = Datasets()
+    if held_out:
+        rest, dev = split_dev(training_part.sentences, plan.dev_fraction, plan.dev_seed)
+        datasets.add(Split("train", training_part.source, rest))
+        datasets.add(Split("dev", training_part.source, dev))
+    else:
+        datasets.add(training_part)
+    if retrain:
+        datasets.add(Split("train_dev", training_part.source, training_part.sentences, training_part.overlaps))
+    return fold_config, datasets
 
 
 def summarise_folds(results: Sequence[dict[str, Any]], score_without_overlaps: bool = False) -> dict[str, Any]:
@@ -291,20 +307,18 @@ def format_folds(folds: Iterable[int]) -> str:
     return ",".join(parts)
 
 
-def merge_fold_summaries(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """One summary over the folds of ``stored`` and those of ``new``, from two calls of the same command that
-    ran different folds (on two machines, or in two sessions whose run directories were not kept).
+def merge_fold_summaries(stored: dict[str, Any], new: dict[str, Any], command: str) -> dict[str, Any]:
+    """One summary over the folds of ``stored`` and those of ``new``: two runs of the same configuration and
+    protocol over different folds (on two machines, or in two sessions whose run directories were not kept).
 
-    The calls must agree on everything but ``--folds`` (protocol and command), and no fold may be in both.
-    The model size is not compared: a fold's character vocabulary, and so its parameter count, comes from its
-    own training part. Means and sds are recomputed from the per-fold values; minutes per fold are weighted
-    by folds; the parameter count is the lowest fold's, as one call over the folds in order would record.
-    The merged ``command`` runs every fold in one call (finished folds are reused); ``merged_commands``
-    lists the calls that produced the numbers.
+    The two must agree on ``config`` and ``protocol`` (see :func:`check_mergeable`), and no fold may be in
+    both. The model size is not compared: a fold's character vocabulary, and so its parameter count, comes
+    from its own training part. Means and sds are recomputed from the per-fold values; minutes per fold are
+    weighted by folds; the parameter count is the lowest fold's, as one call over the folds in order would
+    record. ``command`` is the one that reruns every fold in one call (finished folds are reused);
+    ``merged_commands`` lists the calls that produced the numbers.
     """
-    check_mergeable(stored, new["command"], [f["fold"] for f in new["folds"]])
-    if stored["protocol"] != new["protocol"]:
-        raise ValueError("cannot merge folds: the stored and the new runs differ in protocol")
+    check_mergeable(stored, new, [f["fold"] for f in new["folds"]])
     if ("without_overlaps" in stored) != ("without_overlaps" in new):
         raise ValueError("cannot merge folds: only one of the two was scored --score-without-overlaps")
 
@@ -315,6 +329,7 @@ def merge_fold_summaries(stored: dict[str, Any], new: dict[str, Any]) -> dict[st
     numbers = [[f["fold"] for f in s["folds"]] for s in (stored, new)]
     merged: dict[str, Any] = {
         "protocol": new["protocol"],
+        "config": new["config"],
         **_merged_scores([(stored, numbers[0]), (new, numbers[1])], folds),
         "trainable_parameters": min((stored, new), key=lambda s: min(f["fold"] for f in s["folds"]))[
             "trainable_parameters"
@@ -338,55 +353,44 @@ def merge_fold_summaries(stored: dict[str, Any], new: dict[str, Any]) -> dict[st
     if "without_overlaps" in new:
         parts = [(stored["without_overlaps"], numbers[0]), (new["without_overlaps"], numbers[1])]
         merged["without_overlaps"] = _merged_scores(parts, folds)
-    merged["command"] = _command_with_folds(new["command"], folds)
+    merged["command"] = command
     merged["merged_commands"] = [*stored.get("merged_commands", [stored["command"]]), new["command"]]
     return merged
 
 
-def check_mergeable(stored: dict[str, Any], command: str, folds: Iterable[int]) -> None:
-    """Refuse, before any fold trains, a merge of another command's folds or of a fold stored already."""
-    if _command_without_folds(stored["command"]) != _command_without_folds(command):
-        raise ValueError(
-            f"cannot merge folds of different commands:\n  {stored['command']}\n  {command}\n(only --folds may differ)"
+def check_mergeable(stored: dict[str, Any], new: dict[str, Any], folds: Iterable[int]) -> None:
+    """Refuse, before any fold trains, a merge with folds of another configuration or protocol, or of a fold
+    stored already. ``new`` needs only ``config`` and ``protocol`` (a summary, or what one will record)."""
+    if "config" not in stored:
+        raise ValueError("cannot merge folds: the stored entry does not record its configuration ('config')")
+    if stored["config"] != new["config"]:
+        keys = sorted(
+            k
+            for k in {**_flatten(stored["config"]), **_flatten(new["config"])}
+            if _flatten(stored["config"]).get(k) != _flatten(new["config"]).get(k)
         )
+        raise ValueError(f"cannot merge folds: the stored and the new runs differ in configuration ({', '.join(keys)})")
+    if stored["protocol"] != new["protocol"]:
+        keys = sorted(
+            k for k in {**stored["protocol"], **new["protocol"]} if stored["protocol"].get(k) != new["protocol"].get(k)
+        )
+        raise ValueError(f"cannot merge folds: the stored and the new runs differ in protocol ({', '.join(keys)})")
     shared = sorted({f["fold"] for f in stored["folds"]} & set(folds))
     if shared:
         raise ValueError(f"cannot merge folds: fold(s) {format_folds(shared)} are stored already")
 
 
 def _merged_scores(parts: list[tuple[dict[str, Any], list[int]]], folds: list[int]) -> dict[str, Any]:
-    """``*_mean``, ``*_sd`` and ``*_runs`` (in the order of ``folds``) for every score held per fold by each
-    part, a pair (scores, the folds its ``*_runs`` lists follow)."""
+    """The spreads (in the order of ``folds``) of every score held per fold by each part, a pair (scores, the
+    folds its runs follow)."""
     merged: dict[str, Any] = {}
-    for key in [k.removesuffix("_runs") for k in parts[0][0] if k.endswith("_runs")]:
-        by_fold = {fold: value for scores, numbers in parts for fold, value in zip(numbers, scores[f"{key}_runs"])}
+    for metric in Spread.metrics_in(parts[0][0]):
+        by_fold = {
+            fold: value for scores, numbers in parts for fold, value in zip(numbers, Spread.read(scores, metric).runs)
+        }
         values = [by_fold[fold] for fold in folds]
-        merged |= {f"{key}_mean": round(statistics.mean(values), 2), f"{key}_sd": spread(values), f"{key}_runs": values}
+        merged |= Spread(round(statistics.mean(values), 2), spread(values), tuple(values)).fields(metric)
     return merged
-
-
-_FOLDS_ARGUMENT = re.compile(r"^--folds(=.*)?$")
-
-
-def _command_without_folds(command: str) -> list[str]:
-    words = shlex.split(command)
-    kept: list[str] = []
-    skip = False
-    for word in words:
-        if skip:
-            skip = False
-        elif word == "--folds":
-            skip = True
-        elif not (_FOLDS_ARGUMENT.match(word) or word == "--merge-folds"):
-            kept.append(word)
-    return kept
-
-
-def _command_with_folds(command: str, folds: Iterable[int]) -> str:
-    words = _command_without_folds(command)
-    at = words.index("--runs") if "--runs" in words else len(words)
-    words[at + 2 : at + 2] = ["--folds", format_folds(folds)]  # after ``--runs DIR``, where the commands put it
-    return " ".join(shlex.quote(w) for w in words)
 
 
 def _fold_record(result: dict[str, Any], score_without_overlaps: bool) -> dict[str, Any]:
@@ -407,12 +411,8 @@ def _fold_record(result: dict[str, Any], score_without_overlaps: bool) -> dict[s
 
 
 def _f1s(test: dict[str, Any]) -> dict[str, float]:
-    strict = test["strict"]
-    return {
-        f"{task}_{average}_f1": round(strict[task][average]["f1"], 2)
-        for task in ("ner", "re")
-        for average in ("micro", "macro")
-    }
+    scores = strict_scores(test)
+    return {metric: round(scores[metric], 2) for metric in F1_METRICS}
 
 
 def _total(counts: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -426,11 +426,9 @@ def _counts(stats: OverlapStats) -> str:
     return f"{stats.entities_removed} entities and {stats.relations_removed} relations"
 
 
-def _comparable(config: Config) -> dict[str, Any]:
-    """The configuration a resumed fold must share: not where it runs, nor the data files folds replace."""
+def comparable_config(config: Config) -> dict[str, Any]:
+    """The configuration every fold shares: all of it but the data files and dev share that folds replace."""
     tree = config.to_dict()
-    for key in ("device", "num_threads"):
-        del tree["training"][key]
     for key in ("train", "dev", "test", "train_dev", "dev_fraction", "dev_seed"):
         del tree["data"][key]
     return tree
@@ -438,12 +436,13 @@ def _comparable(config: Config) -> dict[str, Any]:
 
 def _check_settings(runs: Path, config: Config, plan: CrossvalPlan) -> None:
     """Record the settings on the first call; later calls on the same runs must use the same ones."""
-    settings = {"config": _comparable(config), **plan.settings()}
+    settings = {"config": comparable_config(config), **plan.settings()}
     path = runs / "crossval.json"
     if not path.exists():
         write_text_atomically(path, json.dumps(settings, indent=2) + "\n")
         return
     started = json.loads(path.read_text(encoding="utf-8"))
+    started["config"], _ = split_run_settings(started["config"])  # written when run settings were config keys
     current = json.loads(json.dumps(settings))  # the same JSON types as the stored copy
     differing = sorted(set(_flatten(started).items()) ^ set(_flatten(current).items()))
     if differing:

@@ -1,8 +1,11 @@
-"""Running a trained model over documents, in batches of similar length."""
+"""A trained model ready to predict and be scored: the one predict-and-score path of the library.
+
+The trainer (dev scores each epoch, test at the end), ``deeprel evaluate``, seeds, cross-validation and
+the Python API all call :class:`Predictor`; a model directory becomes one with :meth:`Predictor.load`.
+"""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,80 +13,103 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from deeprel.data.readers import read_documents
-from deeprel.data.types import Document
-from deeprel.inference.text import Tokenizer, from_tokens
-from deeprel.model.inputs import Featurizer
-from deeprel.model.joint import JointModel, with_predictions
+from deeprel.config import Config
+from deeprel.data.types import Document, Sentence
+from deeprel.evaluation.metrics import EvaluationResult, evaluate
+from deeprel.model.files import load_model
+from deeprel.model.inputs import Featurizer, Labels
+from deeprel.model.joint import JointModel
+from deeprel.runtime import pick_device
+
+DEFAULT_BATCH_SIZE = 32
 
 
-def predict_documents(
-    model: JointModel,
-    featurizer: Featurizer,
-    documents: Sequence[Document],
-    batch_size: int = 32,
-    features: Sequence[torch.Tensor] | None = None,
-    threshold: float | None = None,
-    progress: bool = False,
-) -> list[Document]:
-    """The documents with predicted entities and relations (gold annotations are replaced).
+class Predictor:
+    """A joint model with its featurizer and configuration (and ``meta.json``, when loaded from disk)."""
 
-    ``features`` are precomputed frozen encoder features, one per document, when the caller has them.
-    Empty documents come back with no predictions.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    results = [with_predictions(d, [], []) for d in documents]
-    order = sorted((i for i, d in enumerate(documents) if len(d)), key=lambda i: len(documents[i]))
-    chunks = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
-    for chunk in tqdm(chunks, desc="predict", unit="batch", disable=not progress):
-        batch = featurizer.batch(
-            [documents[i] for i in chunk], features=[features[i] for i in chunk] if features is not None else None
-        ).to(device)
-        for i, (entities, relations) in zip(chunk, model.predict(batch, threshold=threshold), strict=True):
-            results[i] = with_predictions(documents[i], entities, relations)
-    return results
+    def __init__(
+        self, model: JointModel, featurizer: Featurizer, config: Config, meta: dict[str, Any] | None = None
+    ) -> None:
+        self.model = model
+        self.featurizer = featurizer
+        self.config = config
+        self.meta = dict(meta or {})
 
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "auto") -> Predictor:
+        """A model directory (JSON and safetensors only: nothing is executed), on ``device``."""
+        loaded = load_model(directory, device=pick_device(device))
+        return cls(loaded.model, loaded.featurizer, loaded.config, loaded.meta)
 
-def read_prediction_input(source: Path | None, text: str | None, input_format: str) -> list[Document]:
-    """Documents to predict on: a string, a raw-text file (one document per line) or annotated data."""
-    tokenizer = Tokenizer()
-    if text is not None:
-        return tokenizer.split(text, doc_id_prefix="text")
-    if input_format == "text" or (
-        input_format == "auto" and source.suffix in {".txt", ""} and not _looks_tabular(source)
-    ):
-        lines = (sys.stdin.read() if str(source) == "-" else source.read_text(encoding="utf-8")).splitlines()
-        return [d for n, line in enumerate(lines, start=1) for d in tokenizer.split(line, doc_id_prefix=f"line{n}")]
-    documents = read_documents(source, fmt=input_format)
-    return [d if d.offsets is not None else from_tokens(d.tokens, d.doc_id) if d.tokens else d for d in documents]
+    @property
+    def labels(self) -> Labels:
+        return self.model.labels
 
+    @property
+    def threshold(self) -> float:
+        """The relation threshold the model was configured with."""
+        return float(self.model.settings.threshold)
 
-def _looks_tabular(path: Path) -> bool:
-    """Bekoulis files are .txt too; they start with a `#doc` line."""
-    with path.open(encoding="utf-8") as handle:
-        return handle.readline().startswith("#doc")
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
+    def predict(
+        self,
+        sentences: Sequence[Sentence],
+        *,
+        features: Sequence[torch.Tensor] | None = None,
+        threshold: float | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool = False,
+    ) -> list[Sentence]:
+        """The sentences with predicted entities and relations in place of any gold ones.
 
-def prediction_record(document: Document) -> dict[str, Any]:
-    """One JSON line: the text, tokens, entities with token and character spans, relations between them."""
-    entities = []
-    for entity in document.entities:
-        item: dict[str, Any] = {
-            "type": entity.type,
-            "start": entity.start,
-            "end": entity.end,
-            "text": document.span_text(entity),
-        }
-        if document.offsets is not None:
-            item["char_start"] = document.offsets[entity.start][0]
-            item["char_end"] = document.offsets[entity.last][1]
-        item["score"] = entity.score
-        entities.append(item)
-    return {
-        "doc_id": document.doc_id,
-        "text": document.text,  # what char_start / char_end index into
-        "tokens": list(document.tokens),
-        "entities": entities,
-        "relations": [{"type": r.type, "head": r.head, "tail": r.tail, "score": r.score} for r in document.relations],
-    }
+        Sentences go through the model in batches of similar length. ``features`` are precomputed frozen
+        encoder features, one per sentence, when the caller has them. Empty sentences get no predictions.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        model = self.model
+        model.eval()
+        device = self.device
+        results = [s.with_annotations([], []) for s in sentences]
+        order = sorted((i for i, s in enumerate(sentences) if len(s)), key=lambda i: len(sentences[i]))
+        chunks = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+        for chunk in tqdm(chunks, desc="predict", unit="batch", disable=not progress):
+            batch = self.featurizer.batch(
+                [sentences[i] for i in chunk], features=[features[i] for i in chunk] if features is not None else None
+            ).to(device)
+            for i, (entities, relations) in zip(chunk, model.predict(batch, threshold=threshold), strict=True):
+                results[i] = sentences[i].with_annotations(entities, relations)
+        return results
+
+    def predict_documents(
+        self,
+        documents: Sequence[Document],
+        *,
+        threshold: float | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool = False,
+    ) -> list[Document]:
+        """The documents with predicted sentences; all their sentences share batches."""
+        flat = [sentence for document in documents for sentence in document.sentences]
+        predicted = iter(self.predict(flat, threshold=threshold, batch_size=batch_size, progress=progress))
+        return [d.with_sentences([next(predicted) for _ in d.sentences]) for d in documents]
+
+    def evaluate(
+        self,
+        gold: Sequence[Sentence],
+        *,
+        features: Sequence[torch.Tensor] | None = None,
+        threshold: float | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool = False,
+    ) -> EvaluationResult:
+        """Predict on annotated sentences and score the predictions against them, over the model's labels."""
+        predicted = self.predict(gold, features=features, threshold=threshold, batch_size=batch_size, progress=progress)
+        return self.score(gold, predicted)
+
+    def score(self, gold: Sequence[Sentence], predicted: Sequence[Sentence]) -> EvaluationResult:
+        """Strict and boundaries scores of predictions (this model's) against gold, over the model's labels."""
+        return evaluate(gold, predicted, self.labels.entity_types, self.labels.relation_types)

@@ -1,4 +1,4 @@
-"""Raw text to sentence ``Document``s with character offsets, by spaCy's rule-based English pipeline.
+"""Raw text to a ``Document`` of sentences with character offsets, by spaCy's rule-based English pipeline.
 
 spaCy's blank English tokenizer plus its "sentencizer" (splits after ".", "!", "?" and the like) is a
 well-kept, fast, model-free choice: nothing is downloaded. Offsets are Python ``str`` indices into the
@@ -14,7 +14,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from deeprel.data.types import DataError, Document
+from deeprel.data.types import DataError, Document, Sentence
 
 
 class Tokenizer:
@@ -31,32 +31,30 @@ class Tokenizer:
             self._nlp = nlp
         return self._nlp
 
-    def split(self, text: str, doc_id_prefix: str = "") -> list[Document]:
-        """One ``Document`` per sentence, ``doc_id`` ``f"{doc_id_prefix}#{i}"`` (i counts from 0).
+    def document(self, text: str, id: str = "") -> Document:
+        """The text as a document of sentences; sentence ``n`` has the id ``f"{id}#{n}"`` (n from 0).
 
-        Every ``Document.text`` is the whole input ``text`` and its ``offsets`` index into it.
-        Whitespace tokens are dropped; a sentence of whitespace only is skipped. Besides the
-        sentencizer's punctuation rule, a paragraph break (a blank line) always ends a sentence, so
-        headings and list items without a final period are not glued to the next sentence; a single
-        newline (text wrapped at a fixed width) does not.
+        Every sentence's ``offsets`` index ``text``. Whitespace tokens are dropped; a sentence of
+        whitespace only is skipped. Besides the sentencizer's punctuation rule, a paragraph break (a
+        blank line) always ends a sentence, so headings and list items without a final period are not
+        glued to the next sentence; a single newline (text wrapped at a fixed width) does not.
         """
         doc = self.nlp.make_doc(text)
         _mark_paragraph_breaks(doc)
         # The sentencizer keeps sentence starts already set (its default overwrite=False).
         doc = self.nlp.get_pipe("sentencizer")(doc)
-        documents: list[Document] = []
+        sentences: list[Sentence] = []
         for sentence in doc.sents:
             words = [token for token in sentence if not token.is_space]
             if words:
-                documents.append(
-                    Document(
+                sentences.append(
+                    Sentence(
                         tokens=tuple(token.text for token in words),
-                        doc_id=f"{doc_id_prefix}#{len(documents)}",
-                        text=text,
+                        id=f"{id}#{len(sentences)}",
                         offsets=tuple((token.idx, token.idx + len(token.text)) for token in words),
                     )
                 )
-        return documents
+        return Document(id, text, tuple(sentences))
 
 
 def _mark_paragraph_breaks(doc: Doc) -> None:
@@ -67,16 +65,12 @@ def _mark_paragraph_breaks(doc: Doc) -> None:
             token.is_sent_start = True
 
 
-def from_tokens(tokens: Sequence[str], doc_id: str = "") -> Document:
-    """A ``Document`` for pre-tokenised input: ``text`` is the tokens joined by single spaces and
-    ``offsets`` point into it. Raises ``DataError`` on an empty token list or an empty token."""
+def from_tokens(tokens: Sequence[str], id: str = "") -> Document:
+    """A one-sentence ``Document`` for pre-tokenised input: its text is the tokens joined by single
+    spaces. Raises ``DataError`` on an empty token list or an empty token."""
     if not tokens:
-        raise DataError(f"document {doc_id!r}: no tokens")
-    offsets: list[tuple[int, int]] = []
-    start = 0
+        raise DataError(f"document {id!r}: no tokens")
     for i, token in enumerate(tokens):
         if not token:
-            raise DataError(f"document {doc_id!r}: token {i} is empty")
-        offsets.append((start, start + len(token)))
-        start += len(token) + 1
-    return Document(tokens=tuple(tokens), doc_id=doc_id, text=" ".join(tokens), offsets=tuple(offsets))
+            raise DataError(f"document {id!r}: token {i} is empty")
+    return Document.from_tokens(tokens, id=id)

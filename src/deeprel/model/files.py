@@ -33,7 +33,7 @@ from deeprel.embeddings.contextual import (
 )
 from deeprel.embeddings.static import StaticEmbedding, WordVocabulary
 from deeprel.model.inputs import Featurizer, Labels
-from deeprel.model.joint import JointModel
+from deeprel.model.joint import JointModel, TokenEmbedder
 
 REQUIRED_FILES = ("config.json", "labels.json", "vocab.json", "model.safetensors")
 ENCODER_PREFIX = "embedder.contextual.encoder."
@@ -46,8 +46,11 @@ class ModelLoadError(ValueError):
 
 @dataclass
 class LoadedModel:
+    """What a model directory holds: the model, its featurizer, the configuration it was trained with."""
+
     model: JointModel
     featurizer: Featurizer
+    config: Config
     meta: dict[str, Any]
 
 
@@ -65,7 +68,10 @@ def build_model(
         if contextual.enabled
         else None
     )
-    model = JointModel(config, labels, encoder, static, len(chars) if chars is not None else 0)
+    embedder = TokenEmbedder(
+        config.embeddings, config.model.cell, encoder, static, len(chars) if chars is not None else 0
+    )
+    model = JointModel(config.model, labels, embedder)
     featurizer = Featurizer(labels, static.vocabulary if static is not None else None, chars, config.embeddings.casing)
     return model, featurizer
 
@@ -91,12 +97,14 @@ def replace_directory(source: Path, target: Path) -> None:
         os.replace(source, target)
 
 
-def save_model(model: JointModel, featurizer: Featurizer, directory: str | Path, meta: dict[str, Any]) -> Path:
+def save_model(
+    model: JointModel, featurizer: Featurizer, config: Config, directory: str | Path, meta: dict[str, Any]
+) -> Path:
+    """Write a model directory (see the module doc) atomically; ``config`` is the one it was built from."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
-        config = model.config
         encoder = model.embedder.contextual
         if encoder is not None and encoder.finetuned:
             encoder.encoder.save_pretrained(staging / FINETUNED_ENCODER_DIR, safe_serialization=True)
@@ -169,4 +177,4 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Loa
     except RuntimeError as error:
         raise ModelLoadError(f"{directory / 'model.safetensors'}: weights do not match config.json: {error}") from None
     meta = _read_json(directory / "meta.json") if (directory / "meta.json").is_file() else {}
-    return LoadedModel(model.to(device).eval(), featurizer, meta)
+    return LoadedModel(model.to(device).eval(), featurizer, config, meta)

@@ -1,4 +1,4 @@
-"""From documents to the tensors the joint model reads: label inventories, batches, targets."""
+"""From sentences to the tensors the joint model reads: label inventories, batches, targets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from deeprel.data.tagging import bio_tags, relation_targets, tag_inventory
-from deeprel.data.types import Document
+from deeprel.data.types import Sentence
 from deeprel.embeddings.casing import casing_class
 from deeprel.embeddings.chars import CharVocabulary, pad_char_ids
 from deeprel.embeddings.static import WordVocabulary
@@ -33,9 +33,9 @@ class Labels:
         return cls(tuple(data["entity_types"]), tuple(data["relation_types"]))
 
     @classmethod
-    def from_documents(cls, documents: Sequence[Document]) -> Labels:
-        entity_types = sorted({e.type for d in documents for e in d.entities})
-        relation_types = sorted({r.type for d in documents for r in d.relations})
+    def from_sentences(cls, sentences: Sequence[Sentence]) -> Labels:
+        entity_types = sorted({e.type for d in sentences for e in d.entities})
+        relation_types = sorted({r.type for d in sentences for r in d.relations})
         return cls(tuple(entity_types), tuple(relation_types))
 
 
@@ -62,7 +62,7 @@ class Batch:
 
 
 class Featurizer:
-    """Turns documents (and, in the frozen mode, their cached encoder features) into batches."""
+    """Turns sentences (and, in the frozen mode, their cached encoder features) into batches."""
 
     def __init__(
         self,
@@ -80,24 +80,24 @@ class Featurizer:
 
     def batch(
         self,
-        documents: Sequence[Document],
+        sentences: Sequence[Sentence],
         features: Sequence[torch.Tensor] | None = None,
         targets: bool = False,
     ) -> Batch:
-        if any(len(d) == 0 for d in documents):
-            raise ValueError("empty documents cannot be batched")
-        size = len(documents)
-        length = max(len(d) for d in documents)
+        if any(len(d) == 0 for d in sentences):
+            raise ValueError("empty sentences cannot be batched")
+        size = len(sentences)
+        length = max(len(d) for d in sentences)
         mask = torch.zeros(size, length, dtype=torch.bool)
-        for b, doc in enumerate(documents):
+        for b, doc in enumerate(sentences):
             mask[b, : len(doc)] = True
-        batch = Batch(tokens=[d.tokens for d in documents], mask=mask)
+        batch = Batch(tokens=[d.tokens for d in sentences], mask=mask)
         if self.words is not None:
-            batch.word_ids = self._pad([self.words.encode(d.tokens) for d in documents], length)
+            batch.word_ids = self._pad([self.words.encode(d.tokens) for d in sentences], length)
         if self.chars is not None:
-            batch.char_ids = pad_char_ids([self.chars.encode(d.tokens) for d in documents])
+            batch.char_ids = pad_char_ids([self.chars.encode(d.tokens) for d in sentences])
         if self.casing:
-            batch.casing_ids = self._pad([[casing_class(t) for t in d.tokens] for d in documents], length)
+            batch.casing_ids = self._pad([[casing_class(t) for t in d.tokens] for d in sentences], length)
         if features is not None:
             first = features[0]
             contextual = first.new_zeros(size, first.shape[0], length, first.shape[-1])
@@ -105,9 +105,9 @@ class Featurizer:
                 contextual[b, :, : feature.shape[1]] = feature
             batch.contextual = contextual
         if targets:
-            batch.tags = self._pad([[self.tag_index[t] for t in bio_tags(d)] for d in documents], length)
+            batch.tags = self._pad([[self.tag_index[t] for t in bio_tags(d)] for d in sentences], length)
             relations = torch.zeros(size, length, length, len(self.labels.relation_types))
-            for b, doc in enumerate(documents):
+            for b, doc in enumerate(sentences):
                 for head, tail, kind in relation_targets(doc):
                     relations[b, head, tail, self.relation_index[kind]] = 1.0
             batch.relations = relations

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from deeprel.config import Config
+from deeprel.config import EmbeddingsConfig, ModelConfig
 from deeprel.data.tagging import spans_from_bio
-from deeprel.data.types import Document, Entity, Relation
+from deeprel.data.types import Entity, Relation
 from deeprel.embeddings.casing import CASING_CLASSES, CasingEmbedding
 from deeprel.embeddings.chars import CharBiRNN
 from deeprel.embeddings.contextual import ContextualEncoder
@@ -28,17 +28,17 @@ class TokenEmbedder(nn.Module):
 
     def __init__(
         self,
-        config: Config,
+        embeddings: EmbeddingsConfig,
+        cell: str,
         encoder: ContextualEncoder | None,
         static: StaticEmbedding | None,
         char_vocab_size: int,
     ) -> None:
         super().__init__()
-        embeddings = config.embeddings
         self.contextual = encoder
         self.static = static
         self.chars = (
-            CharBiRNN(char_vocab_size, embeddings.chars.embedding_size, embeddings.chars.hidden_size, config.model.cell)
+            CharBiRNN(char_vocab_size, embeddings.chars.embedding_size, embeddings.chars.hidden_size, cell)
             if embeddings.chars.enabled
             else None
         )
@@ -83,19 +83,14 @@ class Scores:
 
 
 class JointModel(nn.Module):
-    def __init__(
-        self,
-        config: Config,
-        labels: Labels,
-        encoder: ContextualEncoder | None,
-        static: StaticEmbedding | None,
-        char_vocab_size: int,
-    ) -> None:
+    """Built from the configuration's model section and a token embedder; the loss weight is training's."""
+
+    def __init__(self, settings: ModelConfig, labels: Labels, embedder: TokenEmbedder) -> None:
         super().__init__()
-        m = config.model
-        self.config = config
+        m = settings
+        self.settings = settings
         self.labels = labels
-        self.embedder = TokenEmbedder(config, encoder, static, char_vocab_size)
+        self.embedder = embedder
         self.shared = BiRNNStack(self.embedder.output_size, m.hidden_size, m.shared_depth, m.cell, m.rnn_dropout)
         self.ner_stack = BiRNNStack(self.shared.output_size, m.hidden_size, m.ner_depth, m.cell, m.rnn_dropout)
         self.ner_head = nn.Sequential(
@@ -135,19 +130,19 @@ class JointModel(nn.Module):
             label_ids[b, : len(path)] = torch.tensor(path, device=mask.device)
         return label_ids
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: Batch, lambda_re: float) -> tuple[torch.Tensor, dict[str, float]]:
         """L = L_NER (CRF negative log-likelihood) + lambda_RE * L_RE (masked binary cross-entropy)."""
         scores = self.scores(batch, label_ids=batch.tags)
         ner = self.crf.neg_log_likelihood(scores.emissions, batch.tags, batch.mask, reduction="mean")
         re = relation_loss(scores.relation_logits, batch.relations, batch.mask)
-        total = ner + self.config.training.lambda_re * re
+        total = ner + lambda_re * re
         return total, {"ner_loss": ner.item(), "re_loss": re.item()}
 
     @torch.no_grad()
     def predict(self, batch: Batch, threshold: float | None = None) -> list[tuple[list[Entity], list[Relation]]]:
         """Entities from Viterbi's BIO tags; a relation between two predicted entities' last tokens
         for every type whose sigmoid score reaches the threshold."""
-        threshold = self.config.model.threshold if threshold is None else threshold
+        threshold = self.settings.threshold if threshold is None else threshold
         scores = self.scores(batch)
         label_ids = scores.label_ids
         marginals = self.crf.marginals(scores.emissions, batch.mask)
@@ -180,14 +175,3 @@ def _span_confidence(marginals: torch.Tensor, label_ids: torch.Tensor, entity: E
     """The smallest CRF marginal probability of the span's decoded tags: how sure the tagger is of it."""
     probabilities = marginals[entity.start : entity.end].gather(1, label_ids[entity.start : entity.end, None])
     return round(float(probabilities.min()), 4)
-
-
-def with_predictions(document: Document, entities: list[Entity], relations: list[Relation]) -> Document:
-    return Document(
-        tokens=document.tokens,
-        entities=tuple(entities),
-        relations=tuple(relations),
-        doc_id=document.doc_id,
-        text=document.text,
-        offsets=document.offsets,
-    )

@@ -1,41 +1,31 @@
 """`deeprel report`: docs/results.md, regenerated from the result files in docs/results/.
 
 The tables are computed here from the JSON files that `deeprel seeds`, `evaluate --results`, `crossval`,
-`ablate`, `tune` and the benchmarks write; the prose that interprets them lives in
-docs/results/notes/<section>.md and is included verbatim. The output depends on nothing but those
-files, so the same files always give the same bytes (a test checks the committed page against them).
+`ablate`, `tune` and the benchmarks write; the numbers the papers report, printed beside ours, are in
+docs/results/papers.json; the prose that interprets them lives in docs/results/notes/<section>.md and is
+included verbatim. The output depends on nothing but those files, so the same files always give the
+same bytes (a test checks the committed page against them).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from deeprel.reporting.results import read_results
-from deeprel.training.seeds import paired_difference
+from deeprel.reporting.results import Spread, paired_difference, read_results
 
-# Reported numbers (../shared/PAPER.md, "Numbers to reproduce and beat"), strict, percentages.
-CRONE_2020 = {
-    "conll04": {
-        "ner_micro_f1": 89.78,
-        "ner_macro_f1": 87.00,
-        "re_micro_f1": 71.08,
-        "re_macro_f1": 72.63,
-        "ner_macro_p": 87.92,
-        "ner_macro_r": 86.42,
-        "re_macro_p": 77.73,
-        "re_macro_r": 68.38,
-    },
-    "ade": {"ner_macro_f1": 89.48, "re_macro_f1": 83.74},
+# The papers' reported numbers (strict, percentages, each with its source) live in the results directory.
+PAPERS_FILE = "papers.json"
+# What the comparison tables print per dataset: CoNLL04 in both averages, ADE in macro (PAPER.md).
+COMPARED_METRICS = {
+    "conll04": ["ner_micro_f1", "ner_macro_f1", "re_micro_f1", "re_macro_f1"],
+    "ade": ["ner_macro_f1", "re_macro_f1"],
 }
-SPERT = {
-    "conll04": {"ner_micro_f1": 88.94, "ner_macro_f1": 86.25, "re_micro_f1": 71.47, "re_macro_f1": 72.87},
-    "ade": {"ner_macro_f1": 89.28, "re_macro_f1": 78.84},
-}
-ADE_FOLDS = 10  # the papers' ADE numbers are means over all of them
 
 INTRO = """\
 # Results
@@ -50,6 +40,58 @@ deviation over seeds (or folds)."""
 
 
 @dataclass(frozen=True)
+class Paper:
+    """One paper's reported scores by dataset and metric (``scores["conll04"]["re_micro_f1"]``)."""
+
+    label: str
+    scores: dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Papers:
+    """The contents of papers.json: Crone (2020), the paper deeprel implements, and SpERT."""
+
+    crone: Paper
+    spert: Paper
+    ade_folds: int  # the papers' ADE numbers are means over this many folds
+
+
+def read_papers(results_dir: Path) -> Papers:
+    """``results_dir/papers.json``; a missing or malformed file is an error naming it."""
+    path = results_dir / PAPERS_FILE
+    if not path.exists():
+        raise ValueError(f"{path}: missing (it holds the papers' reported numbers the comparison tables print)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Papers(_paper(data["crone_2020"]), _paper(data["spert"]), _reported(data["ade_folds"], int))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a readable papers file: {error}") from None
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: unexpected contents ({error!r})") from None
+
+
+def _paper(entry: dict[str, Any]) -> Paper:
+    if not isinstance(entry["label"], str):
+        raise TypeError(f"label {entry['label']!r} is not a string")
+    scores = {dataset: {m: _reported(v, float) for m, v in entry[dataset].items()} for dataset in COMPARED_METRICS}
+    for dataset, metrics in COMPARED_METRICS.items():
+        for metric in metrics:
+            if metric not in scores[dataset]:
+                raise KeyError(f"{entry['label']}: {dataset}.{metric}")
+    return Paper(entry["label"], scores)
+
+
+def _reported(number: dict[str, Any], kind: type) -> Any:
+    """A reported number: ``{"value": ..., "source": "paper and table"}``."""
+    value, source = number["value"], number["source"]
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
+        raise TypeError(f"value {value!r} is not a {kind.__name__}")
+    if not isinstance(source, str) or not source:
+        raise TypeError(f"value {value!r} has no source")
+    return kind(value)
+
+
+@dataclass(frozen=True)
 class Section:
     """One part of the page: a title, a result file, a function that turns its contents into markdown."""
 
@@ -61,9 +103,10 @@ class Section:
 
 def pm(summary: dict[str, Any], key: str, bold: bool = False) -> str:
     """``mean ± sd`` of ``key`` in a summary (a bare value when the summary holds no spread)."""
-    if f"{key}_mean" not in summary:
+    spread = Spread.find(summary, key)
+    if spread is None:
         return _number(summary[key]) if key in summary else "–"
-    text = with_sd(f"{summary[f'{key}_mean']:.2f}", summary[f"{key}_sd"])
+    text = with_sd(f"{spread.mean:.2f}", spread.sd)
     return f"**{text}**" if bold else text
 
 
@@ -104,7 +147,8 @@ def _rescorings(results: dict[str, Any]) -> set[str]:
     seen: list[Any] = []
     rescored = set()
     for name, summary in results.items():
-        runs = summary.get("ner_micro_f1_runs")
+        spread = Spread.find(summary, "ner_micro_f1")
+        runs = spread.runs if spread is not None else None
         if runs in seen:
             rescored.add(name)
         seen.append(runs)
@@ -114,7 +158,7 @@ def _rescorings(results: dict[str, Any]) -> set[str]:
 # --- CoNLL04 -------------------------------------------------------------------------------------
 
 
-def conll04(results: dict[str, Any]) -> list[str]:
+def conll04(results: dict[str, Any], papers: Papers) -> list[str]:
     rescored = _rescorings(results)
     rows = []
     for name, s in results.items():
@@ -139,25 +183,25 @@ def conll04(results: dict[str, Any]) -> list[str]:
         ],
     )
     lines += ["", "Compared with the papers (CoNLL04 test, strict):", ""] + _paper_comparison(
-        "conll04", results, ["ner_micro_f1", "ner_macro_f1", "re_micro_f1", "re_macro_f1"]
+        "conll04", results, papers
     )
     return lines + ["", "Commands:", ""] + _commands(results)
 
 
-def _paper_comparison(dataset: str, results: dict[str, Any], metrics: list[str]) -> list[str]:
+def _paper_comparison(dataset: str, results: dict[str, Any], papers: Papers) -> list[str]:
     """Crone and SpERT beside each of our runs, and how far our best mean is from Crone's."""
     names = list(results)
     rows = []
-    for metric in metrics:
-        paper, spert = CRONE_2020[dataset][metric], SPERT[dataset][metric]
-        ours = {n: results[n][f"{metric}_mean"] for n in names if f"{metric}_mean" in results[n]}
+    for metric in COMPARED_METRICS[dataset]:
+        paper, spert = papers.crone.scores[dataset][metric], papers.spert.scores[dataset][metric]
+        ours = {n: spread.mean for n in names if (spread := Spread.find(results[n], metric)) is not None}
         best = max(ours, key=ours.get)
         rows.append(
             [metric.replace("_", " ").replace("f1", "F1"), f"{paper:.2f}", f"{spert:.2f}"]
             + [pm(results[n], metric) for n in names]
             + [f"{_signed(ours[best] - paper)} ({best})"]
         )
-    return _table(["metric", "Crone 2020", "SpERT"] + names + ["best of ours − Crone"], rows)
+    return _table(["metric", papers.crone.label, papers.spert.label] + names + ["best of ours − Crone"], rows)
 
 
 # --- thresholds and single-seed levers -----------------------------------------------------------
@@ -223,7 +267,7 @@ def _parameters(summary: dict[str, Any]) -> str:
     return _number(low) if low == high else f"{_number(low)}–{_number(high)}"
 
 
-def ade(results: dict[str, Any]) -> list[str]:
+def ade(results: dict[str, Any], papers: Papers) -> list[str]:
     rows = []
     for name, s in results.items():
         rows.append(
@@ -263,11 +307,12 @@ def ade(results: dict[str, Any]) -> list[str]:
     lines += _paired_by_fold(results)
     lines += ["", "Compared with the papers (ADE, 10-fold, strict, macro):", ""]
     # A run over fewer folds than the papers' says so in its column.
+    folds = papers.ade_folds
     labelled = {
-        name if len(s["folds"]) == ADE_FOLDS else f"{name} ({len(s['folds'])} of {ADE_FOLDS} folds)": s
+        name if len(s["folds"]) == folds else f"{name} ({len(s['folds'])} of {folds} folds)": s
         for name, s in results.items()
     }
-    lines += _paper_comparison("ade", labelled, ["ner_macro_f1", "re_macro_f1"])
+    lines += _paper_comparison("ade", labelled, papers)
     return lines + ["", "Commands:", ""] + _commands(results)
 
 
@@ -384,29 +429,33 @@ def load_test(results: dict[str, Any]) -> list[str]:
     return _table(header + ["server RSS MiB before → after"], rows) + ["", "Commands:", ""] + _commands(results)
 
 
-SECTIONS = [
-    Section("CoNLL04 test set, paper defaults, three seeds", "conll04.json", "conll04", conll04),
-    Section("Relation threshold, chosen on dev", "thresholds.json", "thresholds", thresholds),
-    Section(
-        "Single-seed levers: layers, pooling, static vectors, batch size, relation scorer",
-        "levers.json",
-        "levers",
-        levers,
-    ),
-    Section(
-        "Single-seed levers, fine-tuned mode: epochs, fine-tuning depth, encoder learning rate, λ_RE",
-        "levers_finetuned.json",
-        "levers_finetuned",
-        levers,
-    ),
-    Section("Depth and hyperparameter search (Optuna)", "tuning.json", "tuning", tuning),
-    Section("ADE, 10-fold cross-validation", "ade.json", "ade", ade),
-    Section("Ablation: task-specific layers and input parts", "ablation.json", "ablation", ablation),
-    Section("Ablation at a fixed epoch budget", "ablation_fixed_epochs.json", "ablation_fixed_epochs", ablation),
-    Section("Speed on this CPU", "speed_*.json", "speed", speed),
-    Section("Batch extraction beside spaCy", "extract_vs_spacy.json", "extract_vs_spacy", extract_vs_spacy),
-    Section("HTTP service under load", "load_test_*.json", "load_test", load_test),
-]
+def sections(papers: Papers) -> list[Section]:
+    """The page's sections in order; the two that compare with the papers print ``papers``' numbers."""
+    return [
+        Section(
+            "CoNLL04 test set, paper defaults, three seeds", "conll04.json", "conll04", partial(conll04, papers=papers)
+        ),
+        Section("Relation threshold, chosen on dev", "thresholds.json", "thresholds", thresholds),
+        Section(
+            "Single-seed levers: layers, pooling, static vectors, batch size, relation scorer",
+            "levers.json",
+            "levers",
+            levers,
+        ),
+        Section(
+            "Single-seed levers, fine-tuned mode: epochs, fine-tuning depth, encoder learning rate, λ_RE",
+            "levers_finetuned.json",
+            "levers_finetuned",
+            levers,
+        ),
+        Section("Depth and hyperparameter search (Optuna)", "tuning.json", "tuning", tuning),
+        Section("ADE, 10-fold cross-validation", "ade.json", "ade", partial(ade, papers=papers)),
+        Section("Ablation: task-specific layers and input parts", "ablation.json", "ablation", ablation),
+        Section("Ablation at a fixed epoch budget", "ablation_fixed_epochs.json", "ablation_fixed_epochs", ablation),
+        Section("Speed on this CPU", "speed_*.json", "speed", speed),
+        Section("Batch extraction beside spaCy", "extract_vs_spacy.json", "extract_vs_spacy", extract_vs_spacy),
+        Section("HTTP service under load", "load_test_*.json", "load_test", load_test),
+    ]
 
 
 def _result_files(results_dir: Path, section: Section) -> list[Path]:
@@ -430,7 +479,7 @@ def _load_section_results(files: list[Path]) -> dict[str, Any]:
 def render_report(results_dir: Path) -> str:
     """The whole page as markdown."""
     lines = [INTRO]
-    for section in SECTIONS:
+    for section in sections(read_papers(results_dir)):
         lines += ["", f"## {section.title}", ""]
         files = _result_files(results_dir, section)
         results = _load_section_results(files) if files else {}

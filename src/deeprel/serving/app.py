@@ -90,7 +90,7 @@ def create_app(
             raise HTTPException(
                 503, detail=f"busy: {error}; retry later", headers={"Retry-After": str(settings.retry_after_seconds)}
             ) from None
-        return {"results": [result.to_dict() for result in results]}
+        return ExtractResponse(results=results)
 
     @app.get("/model", response_model=ModelInfo)
     async def model() -> ModelInfo:

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from deeprel.api import Extraction, Extractor
+from deeprel.data.types import Document
 from deeprel.inference.text import Tokenizer
 
 
@@ -24,10 +25,13 @@ class QueueFull(Exception):
 
 @dataclass(frozen=True)
 class _Job:
-    texts: list[str]
-    sentences: int
+    documents: list[Document]  # tokenised once, on the tokenizer's thread
     threshold: float | None
     future: asyncio.Future[list[Extraction]]
+
+    @property
+    def sentences(self) -> int:
+        return sum(len(d.sentences) for d in self.documents)
 
 
 class Batcher:
@@ -40,8 +44,8 @@ class Batcher:
         self.max_queue = max_queue
         self._pending = 0
         self._queue: asyncio.Queue[_Job] | None = None
-        # The sentence count for batching needs spaCy, which should neither block the event loop nor
-        # run on several threads at once: it gets a thread of its own, as the model does.
+        # Sentence splitting (spaCy) should neither block the event loop nor run on several threads at
+        # once: it gets a thread of its own, as the model does.
         self._tokenizer = Tokenizer()
         self._tokenize_thread: ThreadPoolExecutor | None = None
         self._infer_thread: ThreadPoolExecutor | None = None
@@ -71,15 +75,15 @@ class Batcher:
         self._pending += 1
         try:
             loop = asyncio.get_running_loop()
-            sentences = await loop.run_in_executor(self._tokenize_thread, self._count_sentences, list(texts))
+            documents = await loop.run_in_executor(self._tokenize_thread, self._documents, list(texts))
             future: asyncio.Future[list[Extraction]] = loop.create_future()
-            self._queue.put_nowait(_Job(list(texts), sentences, threshold, future))
+            self._queue.put_nowait(_Job(documents, threshold, future))
             return await future
         finally:
             self._pending -= 1
 
-    def _count_sentences(self, texts: list[str]) -> int:
-        return sum(len(self._tokenizer.split(text)) for text in texts)
+    def _documents(self, texts: list[str]) -> list[Document]:
+        return [self._tokenizer.document(text, id=str(i)) for i, text in enumerate(texts)]
 
     async def _work(self) -> None:
         while True:
@@ -111,10 +115,12 @@ class Batcher:
         jobs = [job for job in jobs if not job.future.done()]  # a client that went away is skipped
         if not jobs:
             return
-        texts = [text for job in jobs for text in job.texts]
+        documents = [document for job in jobs for document in job.documents]
         extractor = _at_threshold(self.extractor, threshold)
         try:
-            results = await asyncio.get_running_loop().run_in_executor(self._infer_thread, extractor.extract, texts)
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._infer_thread, extractor.extract_documents, documents
+            )
         except Exception as error:
             if len(jobs) > 1:
                 for job in jobs:
@@ -125,8 +131,8 @@ class Batcher:
         start = 0
         for job in jobs:
             if not job.future.done():
-                job.future.set_result(results[start : start + len(job.texts)])
-            start += len(job.texts)
+                job.future.set_result(results[start : start + len(job.documents)])
+            start += len(job.documents)
 
 
 def _at_threshold(extractor: Extractor, threshold: float | None) -> Extractor:

@@ -1,6 +1,7 @@
 """The HTTP service's request and response bodies, validated by pydantic and documented in OpenAPI.
 
-The response models mirror ``deeprel.api.Extraction.to_dict()`` field for field.
+Each result is the library's one extraction schema, :class:`deeprel.data.extraction.Extraction`, as
+``Extraction.to_dict()`` writes it.
 """
 
 from __future__ import annotations
@@ -9,41 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-
-class SentenceOut(BaseModel):
-    start_char: int = Field(description="offset of the sentence's first character in the text")
-    end_char: int = Field(description="offset just past the sentence's last character")
-    tokens: list[str]
-    token_offsets: list[tuple[int, int]] = Field(description="[start_char, end_char) of each token in the text")
-
-
-class EntityOut(BaseModel):
-    type: str
-    text: str = Field(description="the mention, equal to text[start_char:end_char]")
-    start_char: int
-    end_char: int
-    sentence: int = Field(description="index into sentences")
-    token_start: int = Field(description="first token, indexing the sentence's tokens")
-    token_end: int = Field(description="one past the last token")
-    score: float = Field(description="the tagger's confidence: the smallest CRF marginal of the span's tags")
-
-
-class RelationOut(BaseModel):
-    type: str
-    head: int = Field(description="index into entities")
-    tail: int = Field(description="index into entities")
-    score: float = Field(description="sigmoid score of the relation type for this ordered pair")
-
-
-class ExtractionOut(BaseModel):
-    text: str
-    sentences: list[SentenceOut]
-    entities: list[EntityOut]
-    relations: list[RelationOut]
+from deeprel.data.extraction import Extraction
 
 
 class ExtractResponse(BaseModel):
-    results: list[ExtractionOut] = Field(description="one per text, in the order given")
+    results: list[Extraction] = Field(description="one per text, in the order given")
 
 
 class ModelInfo(BaseModel):

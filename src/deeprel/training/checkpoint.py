@@ -24,6 +24,7 @@ def save_checkpoint(
     directory: Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
     state: dict[str, Any],
 ) -> None:
@@ -47,6 +48,7 @@ def save_checkpoint(
         extra = {
             "param_groups": optimizer_state["param_groups"],
             "scalars": scalars,
+            "scheduler": scheduler.state_dict(),
             "rng_numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
             "rng_python": [python_state[0], list(python_state[1]), python_state[2]],
             "trainer": state,
@@ -62,9 +64,12 @@ def load_checkpoint(
     directory: Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
 ) -> dict[str, Any]:
-    """Restore model, optimiser and random states; returns the trainer's own state."""
+    """Restore model, optimiser, schedule and random states; returns the trainer's own state.
+
+    A checkpoint from before the schedule was saved resumes it at the trainer's step count."""
     model.load_state_dict(load_file(str(directory / "model.safetensors")))
     tensors = load_file(str(directory / "optimizer.safetensors"))
     extra = json.loads((directory / "state.json").read_text(encoding="utf-8"))
@@ -77,6 +82,10 @@ def load_checkpoint(
     for index, values in extra["scalars"].items():
         state.setdefault(int(index), {}).update(values)
     optimizer.load_state_dict({"state": state, "param_groups": extra["param_groups"]})
+    if "scheduler" in extra:
+        scheduler.load_state_dict(extra["scheduler"])
+    else:
+        scheduler.last_epoch = extra["trainer"]["step"]
     torch.set_rng_state(tensors["rng.torch"])
     generator.set_state(tensors["rng.generator"])
     kind, keys, *rest = extra["rng_numpy"]

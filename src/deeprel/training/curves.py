@@ -1,18 +1,35 @@
-"""The learning-curve picture written next to the model after every epoch."""
+"""The learning-curve picture written next to the model after every epoch.
+
+matplotlib comes with the optional ``plots`` extra; without it no picture is written and one warning
+per process says so.
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from deeprel.extras import MissingExtraError, require
 
-matplotlib.use("Agg")  # no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
+_warned = False  # the missing-matplotlib warning is given once per process
 
 
 def plot_learning_curve(rows: list[dict[str, Any]], path: Path) -> None:
     """Training loss and, where there is a dev set, dev micro F1 (NER and RE) per epoch and phase."""
+    global _warned
+    try:
+        require("plots", "the learning-curve plot")
+    except MissingExtraError as error:
+        if not _warned:
+            _warned = True
+            warnings.warn(f"{error}; no {path.name} is written", stacklevel=2)
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and CI
+    import matplotlib.pyplot as plt
+
     figure, (losses, scores) = plt.subplots(1, 2, figsize=(10, 4))
     for phase in dict.fromkeys(r["phase"] for r in rows):
         epochs = [r for r in rows if r["phase"] == phase]

@@ -3,11 +3,16 @@
 A run directory holds
     config.json            the configuration the run was started with
     log.jsonl              one line per epoch and phase (losses, dev scores, seconds)
-    learning_curve.png     losses and dev F1 per epoch
+    learning_curve.png     losses and dev F1 per epoch (with the optional ``plots`` extra)
     select/                protocol "retrain": the best-on-dev model of the selection phase
     model/                 the final model (a model directory, see deeprel.model.files)
     checkpoint-<phase>/    the last finished epoch, for --resume (removed when the phase ends)
     metrics.json           dev and test scores of the final model
+
+:func:`train` reads the data files the configuration names, or takes the sentences directly
+(:class:`Datasets`), as cross-validation does. :func:`train_epochs` is the epoch loop alone: it yields
+each epoch's losses and dev scores, and the caller (:class:`Trainer`) decides what to save, log and
+when to stop.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,112 +32,136 @@ from tqdm import tqdm
 
 from deeprel import __version__
 from deeprel.atomic import write_text_atomically
-from deeprel.config import Config, load_config, resolve_data_path
-from deeprel.data.readers import read_documents
+from deeprel.config import Config, DataConfig, TrainingConfig, load_config, resolve_data_path
+from deeprel.data.readers import read_sentences, read_types
 from deeprel.data.tagging import OverlapStats, resolve_all
-from deeprel.data.types import Document
+from deeprel.data.types import Sentence
 from deeprel.embeddings.chars import CharVocabulary
-from deeprel.embeddings.contextual import FeatureCache, default_cache_dir
+from deeprel.embeddings.contextual import FeatureCache
 from deeprel.embeddings.static import candidate_keys, load_vectors
-from deeprel.evaluation.metrics import EvaluationResult, evaluate
-from deeprel.inference.predictor import predict_documents
-from deeprel.model.files import (
-    ENCODER_PREFIX,
-    build_model,
-    load_model,
-    save_model,
-    static_embedding,
-)
-from deeprel.model.inputs import Featurizer, Labels
+from deeprel.inference.predictor import Predictor
+from deeprel.model.files import ENCODER_PREFIX, build_model, save_model, static_embedding
+from deeprel.model.inputs import Labels
 from deeprel.model.joint import JointModel
+from deeprel.runtime import Runtime
 from deeprel.training.checkpoint import load_checkpoint, save_checkpoint
 from deeprel.training.curves import plot_learning_curve
-from deeprel.training.seeding import pick_device, set_seed
+from deeprel.training.seeding import set_seed
 
 Log = Callable[[str], None]
 EpochCallback = Callable[[dict[str, Any]], None]
+SPLITS = ("train", "dev", "test", "train_dev")
 
 
 @dataclass
 class Split:
+    """One split's sentences, where they came from, and what the overlap policy removed from them."""
+
     name: str
-    path: Path
-    documents: list[Document]
-    overlaps: OverlapStats
+    source: str
+    sentences: list[Sentence]
+    overlaps: OverlapStats = field(default_factory=OverlapStats)
 
 
 @dataclass
 class Datasets:
+    """The splits a run trains and scores on (``train``, ``dev``, ``test``, ``train_dev``), by name."""
+
     splits: dict[str, Split] = field(default_factory=dict)
 
-    def get(self, name: str) -> list[Document] | None:
-        return self.splits[name].documents if name in self.splits else None
+    def get(self, name: str) -> list[Sentence] | None:
+        return self.splits[name].sentences if name in self.splits else None
+
+    def add(self, split: Split) -> None:
+        if split.name not in SPLITS:
+            raise ValueError(f"unknown split {split.name!r}; expected one of {', '.join(SPLITS)}")
+        self.splits[split.name] = split
 
 
-def split_dev(documents: Sequence[Document], fraction: float, seed: int) -> tuple[list[Document], list[Document]]:
-    """``(rest, dev)``: a seeded ``fraction`` of the documents (at least one) as dev; both keep file order."""
-    size = max(1, round(fraction * len(documents)))
-    if size >= len(documents):
-        raise ValueError(f"cannot hold out {size} of {len(documents)} documents as dev")
-    chosen = set(random.Random(seed).sample(range(len(documents)), size))
+def split_dev(sentences: Sequence[Sentence], fraction: float, seed: int) -> tuple[list[Sentence], list[Sentence]]:
+    """``(rest, dev)``: a seeded ``fraction`` of the sentences (at least one) as dev; both keep file order."""
+    size = max(1, round(fraction * len(sentences)))
+    if size >= len(sentences):
+        raise ValueError(f"cannot hold out {size} of {len(sentences)} sentences as dev")
+    chosen = set(random.Random(seed).sample(range(len(sentences)), size))
     return (
-        [d for i, d in enumerate(documents) if i not in chosen],
-        [d for i, d in enumerate(documents) if i in chosen],
+        [d for i, d in enumerate(sentences) if i not in chosen],
+        [d for i, d in enumerate(sentences) if i in chosen],
     )
 
 
-def load_datasets(config: Config, log: Log = print) -> Datasets:
-    """Read every configured split and make its entities BIO-representable, reporting what that removed.
+def prepare_splits(
+    name: str,
+    source: str,
+    sentences: Sequence[Sentence],
+    data: DataConfig,
+    hold_out: tuple[float, int] | None = None,
+    log: Log = print,
+) -> list[Split]:
+    """The sentences of one split as training reads them: empty ones skipped (except in test), cut to the
+    configured maximum, ``hold_out = (fraction, seed)`` of train split off as dev, and the entities of
+    everything but test made BIO-representable by the overlap policy, which says what it removed."""
+    sentences = list(sentences)
+    if name != "test" and (empty := sum(1 for s in sentences if not s.tokens)):
+        log(f"{name}: skipping {empty} empty sentences")
+        sentences = [s for s in sentences if s.tokens]
+    limit = data.max_train_documents if name in ("train", "train_dev") else data.max_eval_documents
+    sentences = sentences[:limit] if limit else sentences
+    parts = [(name, sentences)]
+    if name == "train" and hold_out is not None:
+        try:
+            rest, held_out = split_dev(sentences, *hold_out)
+        except ValueError as error:
+            raise ValueError(f"{source}: data.dev_fraction: {error}") from None
+        log(f"dev: {len(held_out)} of {len(sentences)} train sentences held out (data.dev_fraction)")
+        parts = [("train", rest), ("dev", held_out)]
+    splits = []
+    for part, chosen in parts:
+        stats = OverlapStats()
+        if part != "test":
+            # Training targets must be BIO-representable; test gold stays complete (honest evaluation).
+            chosen, stats = resolve_all(chosen, data.overlap_policy)
+        if stats.entities_removed:
+            log(
+                f"{part}: overlap policy {data.overlap_policy!r} removed {stats.entities_removed} entities"
+                f" and {stats.relations_removed} relations in {stats.documents_affected} sentences"
+            )
+        splits.append(Split(part, source, chosen, stats))
+    return splits
 
-    With ``data.dev_fraction`` the dev split is a seeded share of train's documents (after
+
+def load_datasets(config: Config, log: Log = print) -> Datasets:
+    """Read every split the configuration names and prepare it (:func:`prepare_splits`).
+
+    With ``data.dev_fraction`` the dev split is a seeded share of train's sentences (after
     ``max_train_documents``), and train keeps the rest."""
     data = config.data
+    hold_out = (data.dev_fraction, data.dev_seed) if data.dev_fraction is not None else None
     datasets = Datasets()
-    for name in ("train", "dev", "test", "train_dev"):
+    for name in SPLITS:
         path = getattr(data, name)  # data.dev is None whenever data.dev_fraction is set
         if path is None:
             continue
         resolved = resolve_data_path(path)
-        documents = read_documents(resolved, fmt=data.format)
-        if name != "test" and (empty := sum(1 for d in documents if not d.tokens)):
-            log(f"{name}: skipping {empty} empty documents")
-            documents = [d for d in documents if d.tokens]
-        limit = data.max_train_documents if name in ("train", "train_dev") else data.max_eval_documents
-        documents = documents[:limit] if limit else documents
-        parts = [(name, documents)]
-        if name == "train" and data.dev_fraction is not None:
-            try:
-                rest, held_out = split_dev(documents, data.dev_fraction, data.dev_seed)
-            except ValueError as error:
-                raise ValueError(f"{resolved}: data.dev_fraction: {error}") from None
-            log(f"dev: {len(held_out)} of {len(documents)} train documents held out (data.dev_fraction)")
-            parts = [("train", rest), ("dev", held_out)]
-        for part, documents in parts:
-            if part != "test":
-                # Training targets must be BIO-representable; test gold stays complete (honest evaluation).
-                documents, stats = resolve_all(documents, data.overlap_policy)
-            else:
-                stats = OverlapStats()
-            if stats.entities_removed:
-                log(
-                    f"{part}: overlap policy {data.overlap_policy!r} removed {stats.entities_removed} entities"
-                    f" and {stats.relations_removed} relations in {stats.documents_affected} documents"
-                )
-            datasets.splits[part] = Split(part, resolved, documents, stats)
+        for split in prepare_splits(
+            name, str(resolved), read_sentences(resolved, fmt=data.format), data, hold_out, log
+        ):
+            datasets.add(split)
     if "train" not in datasets.splits:
         raise ValueError("the configuration names no training data (data.train)")
     return datasets
 
 
 def build_labels(config: Config, datasets: Datasets) -> Labels:
+    """The types file's labels when the configuration names one, else those of the training sentences."""
     if config.data.types:
-        types = json.loads(resolve_data_path(config.data.types).read_text(encoding="utf-8"))
-        return Labels(tuple(sorted(types["entities"])), tuple(sorted(types["relations"])))
-    documents = [d for name in ("train", "train_dev") for d in (datasets.get(name) or [])]
-    return Labels.from_documents(documents)
+        entity_types, relation_types = read_types(resolve_data_path(config.data.types))
+        return Labels(tuple(sorted(entity_types)), tuple(sorted(relation_types)))
+    sentences = [d for name in ("train", "train_dev") for d in (datasets.get(name) or [])]
+    return Labels.from_sentences(sentences)
 
 
-def model_parts(config: Config, datasets: Datasets, labels: Labels, log: Log) -> tuple[Any, CharVocabulary | None]:
+def model_parts(config: Config, datasets: Datasets, log: Log) -> tuple[Any, CharVocabulary | None]:
     """The static embedding (vectors of the data's words plus the file's most frequent ones) and chars."""
     training = [d for name in ("train", "train_dev") for d in (datasets.get(name) or [])]
     chars = CharVocabulary.build(t for d in training for t in d.tokens) if config.embeddings.chars.enabled else None
@@ -142,7 +171,7 @@ def model_parts(config: Config, datasets: Datasets, labels: Labels, log: Log) ->
         words = {
             key
             for split in datasets.splits.values()
-            for d in split.documents
+            for d in split.sentences
             for t in d.tokens
             for key in candidate_keys(t, settings.lowercase)
         }
@@ -152,6 +181,109 @@ def model_parts(config: Config, datasets: Datasets, labels: Labels, log: Log) ->
         log(f"static vectors: {len(names)} words of {matrix.shape[1]} dimensions in {seconds:.1f}s")
         static = (names, matrix)
     return static, chars
+
+
+@dataclass
+class LoopState:
+    """What the epoch loop carries from epoch to epoch; saved in every checkpoint for an exact resume."""
+
+    epoch: int = 0
+    step: int = 0
+    best_epoch: int = 0
+    best_score: list[float] = field(default_factory=lambda: [-1.0, -1.0])
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EpochResult:
+    """One finished epoch: mean losses, wall seconds, and the dev scores when there is a dev set."""
+
+    epoch: int
+    losses: dict[str, float]
+    seconds: float
+    dev_scores: dict[str, float] | None
+
+
+@dataclass
+class Optimisation:
+    """The optimiser and its learning-rate schedule (a torch ``LambdaLR``: constant for the model's
+    own layers; warm-up then linear decay for a fine-tuned encoder)."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+
+    @classmethod
+    def build(cls, model: JointModel, config: Config, total_steps: int) -> Optimisation:
+        training = config.training
+        encoder_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(ENCODER_PREFIX)]
+        other_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(ENCODER_PREFIX)]
+        groups = [{"params": other_params, "lr": training.learning_rate, "name": "model"}]
+        factors: list[Callable[[int], float]] = [lambda step: 1.0]
+        if encoder_params:
+            contextual = config.embeddings.contextual
+            groups.append({"params": encoder_params, "lr": contextual.learning_rate, "name": "encoder"})
+            warmup = contextual.warmup_fraction
+            factors.append(lambda step: warmup_then_decay(step, total_steps, warmup))
+        optimizer = torch.optim.Adam(groups)
+        return cls(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factors))
+
+    def step(self) -> None:
+        self.optimizer.step()
+        self.scheduler.step()
+
+
+def train_epochs(
+    predictor: Predictor,
+    optimisation: Optimisation,
+    train: Sequence[Sentence],
+    features: Sequence[torch.Tensor] | None,
+    dev: Sequence[Sentence] | None,
+    dev_features: Sequence[torch.Tensor] | None,
+    generator: torch.Generator,
+    state: LoopState,
+    max_epochs: int,
+    training: TrainingConfig,
+    progress: bool = False,
+) -> Iterator[EpochResult]:
+    """The epoch loop: one shuffled pass over ``train`` per epoch, then the dev scores; yields each epoch.
+
+    It only trains: the caller saves, logs, checkpoints and stops (by no longer asking for epochs).
+    ``state.epoch`` and ``state.step`` count what is done, so a loop started from a checkpoint's state goes on
+    where the interrupted one stopped."""
+    model, featurizer = predictor.model, predictor.featurizer
+    device = predictor.device
+    while state.epoch < max_epochs:
+        epoch = state.epoch + 1
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train), generator=generator).tolist()
+        batches = [order[k : k + training.batch_size] for k in range(0, len(order), training.batch_size)]
+        sums = {"loss": 0.0, "ner_loss": 0.0, "re_loss": 0.0}
+        bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
+        for indices in bar:
+            batch = featurizer.batch(
+                [train[i] for i in indices],
+                features=[features[i] for i in indices] if features is not None else None,
+                targets=True,
+            ).to(device)
+            optimisation.optimizer.zero_grad()
+            loss, parts = model.loss(batch, training.lambda_re)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), training.clip_norm)
+            optimisation.step()
+            state.step += 1
+            sums["loss"] += loss.item()
+            sums["ner_loss"] += parts["ner_loss"]
+            sums["re_loss"] += parts["re_loss"]
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        losses = {k: round(v / max(1, len(batches)), 4) for k, v in sums.items()}
+        seconds = round(time.perf_counter() - started, 2)
+        scores = predictor.evaluate(dev, features=dev_features).flat() if dev is not None else None
+        state.epoch = epoch
+        yield EpochResult(epoch, losses, seconds, scores)
 
 
 class Trainer:
@@ -165,24 +297,29 @@ class Trainer:
         self,
         config: Config,
         output: str | Path,
+        runtime: Runtime | None = None,
         progress: bool = True,
         log: Log = print,
         on_epoch: EpochCallback | None = None,
     ) -> None:
         self.config = config
         self.output = Path(output)
+        self.runtime = runtime or Runtime()
         self.progress = progress
         self.log = log
         self.on_epoch = on_epoch
-        self.device = pick_device(config.training.device)
-        if config.training.num_threads:
-            torch.set_num_threads(config.training.num_threads)
+        self.device = self.runtime.apply()
 
-    def run(self, resume: bool = False) -> dict[str, Any]:
+    def run(self, data: Datasets | None = None, resume: bool = False) -> dict[str, Any]:
+        """Train on ``data`` (default: the files the configuration names) and test on its test split."""
         self._prepare_output(resume)
-        datasets = load_datasets(self.config, self.log)
+        datasets = data if data is not None else load_datasets(self.config, self.log)
+        if "train" not in datasets.splits:
+            raise ValueError("no training data: the datasets hold no 'train' split")
+        if self.config.training.protocol == "retrain" and "train_dev" not in datasets.splits:
+            raise ValueError("training.protocol = 'retrain' needs a 'train_dev' split")
         labels = build_labels(self.config, datasets)
-        static, chars = model_parts(self.config, datasets, labels, self.log)
+        static, chars = model_parts(self.config, datasets, self.log)
         parts = (labels, static, chars)
         training = self.config.training
         dev = datasets.get("dev")
@@ -201,8 +338,7 @@ class Trainer:
         metrics: dict[str, Any] = {"training": final}
         test = datasets.get("test")
         if test is not None:
-            loaded = load_model(self.output / "model", device=self.device)
-            result = evaluate_model(loaded.model, loaded.featurizer, test)
+            result = Predictor.load(self.output / "model", device=self.device).evaluate(test)
             metrics["test"] = result.to_dict()
             self.log("test set:\n" + result.format_table())
         _write_json_atomic(self.output / "metrics.json", metrics)
@@ -215,23 +351,23 @@ class Trainer:
                 raise FileExistsError(
                     f"{self.output} holds a run already: pass --resume to continue it, or choose a new directory"
                 )
-            if _result_settings(load_config(config_path)) != _result_settings(self.config):
+            if load_config(config_path) != self.config:
                 raise ValueError(f"{config_path}: the configuration differs from the one the run was started with")
         self.output.mkdir(parents=True, exist_ok=True)
         _write_json_atomic(config_path, self.config.to_dict())
 
-    def _features(self, model: JointModel, documents: Sequence[Document] | None) -> list[torch.Tensor] | None:
+    def _features(self, model: JointModel, sentences: Sequence[Sentence] | None) -> list[torch.Tensor] | None:
         encoder = model.embedder.contextual
-        if documents is None or encoder is None or encoder.finetuned:
+        if sentences is None or encoder is None or encoder.finetuned:
             return None
-        cache = FeatureCache(encoder, default_cache_dir(self.config.embeddings.contextual))
-        return cache.features([d.tokens for d in documents], progress=self.progress)
+        cache = FeatureCache(encoder, self.runtime.feature_cache_dir())
+        return cache.features([d.tokens for d in sentences], progress=self.progress)
 
     def _fit(
         self,
         phase: str,
-        train: list[Document],
-        dev: list[Document] | None,
+        train: list[Sentence],
+        dev: list[Sentence] | None,
         max_epochs: int,
         parts: tuple,
         resume: bool,
@@ -247,112 +383,77 @@ class Trainer:
         labels, static, chars = parts
         model, featurizer = build_model(config, labels, chars, static_embedding(config, *static) if static else None)
         model.to(self.device)
+        predictor = Predictor(model, featurizer, config)
         trainable = model.trainable_parameters()
         self.log(f"phase {phase!r}: {trainable:,} trainable parameters")
-        optimizer = self._optimizer(model)
+        optimisation = Optimisation.build(model, config, math.ceil(len(train) / training.batch_size) * max_epochs)
         train_features = self._features(model, train)
         dev_features = self._features(model, dev)
-        steps_per_epoch = math.ceil(len(train) / training.batch_size)
-        total_steps = steps_per_epoch * max_epochs
         checkpoint = self.output / f"checkpoint-{phase}"
-        state: dict[str, Any] = {"epoch": 0, "step": 0, "best_epoch": 0, "best_score": [-1.0, -1.0], "log": []}
+        state = LoopState()
         if resume and checkpoint.exists():
-            state = load_checkpoint(checkpoint, model, optimizer, generator)
-            self.log(f"resumed phase {phase!r} after epoch {state['epoch']}")
-        while state["epoch"] < max_epochs:
-            epoch = state["epoch"] + 1
-            started = time.perf_counter()
-            losses = self._train_epoch(
-                model, featurizer, optimizer, train, train_features, generator, state, total_steps, epoch
+            state = LoopState(
+                **load_checkpoint(checkpoint, model, optimisation.optimizer, optimisation.scheduler, generator)
             )
-            row: dict[str, Any] = {
-                "phase": phase,
-                "epoch": epoch,
-                **losses,
-                "seconds": round(time.perf_counter() - started, 2),
-            }
-            if dev is not None:
-                scores = evaluate_model(model, featurizer, dev, dev_features).flat()
+            self.log(f"resumed phase {phase!r} after epoch {state.epoch}")
+        loop = train_epochs(
+            predictor,
+            optimisation,
+            train,
+            train_features,
+            dev,
+            dev_features,
+            generator,
+            state,
+            max_epochs,
+            training,
+            self.progress,
+        )
+        for result in loop:
+            epoch, losses = result.epoch, result.losses
+            row: dict[str, Any] = {"phase": phase, "epoch": epoch, **losses, "seconds": result.seconds}
+            if result.dev_scores is not None:
+                scores = result.dev_scores
                 row.update({f"dev_{k}": v for k, v in scores.items()})
                 # Ties on the chosen metric (RE F1 is often 0 in the first epochs) go to the better NER+RE mean.
                 score = [scores[training.early_stopping_metric], (scores["ner_micro_f1"] + scores["re_micro_f1"]) / 2]
-                if score > state["best_score"]:
-                    state["best_score"], state["best_epoch"] = score, epoch
-                    save_model(model, featurizer, model_dir, self._meta(model, phase, epoch, score[0], len(train)))
+                if score > state.best_score:
+                    state.best_score, state.best_epoch = score, epoch
+                    save_model(model, featurizer, config, model_dir, self._meta(model, phase, epoch, score[0], train))
                 self.log(
                     f"epoch {epoch}: loss {losses['loss']:.3f}, dev NER {scores['ner_micro_f1']:.2f}"
-                    f" RE {scores['re_micro_f1']:.2f} (micro F1), best epoch {state['best_epoch']}"
+                    f" RE {scores['re_micro_f1']:.2f} (micro F1), best epoch {state.best_epoch}"
                 )
             else:
-                state["best_epoch"] = epoch
+                state.best_epoch = epoch
                 self.log(f"epoch {epoch}: loss {losses['loss']:.3f}")
-            state["epoch"] = epoch
-            state["log"].append(row)
-            self._write_log(state["log"], phase)
-            save_checkpoint(checkpoint, model, optimizer, generator, state)
+            state.log.append(row)
+            self._write_log(state.log, phase)
+            save_checkpoint(
+                checkpoint, model, optimisation.optimizer, optimisation.scheduler, generator, state.to_dict()
+            )
             if self.on_epoch is not None:
                 self.on_epoch(dict(row))
-            if dev is not None and epoch - state["best_epoch"] >= training.patience:
+            if dev is not None and epoch - state.best_epoch >= training.patience:
                 self.log(f"no dev improvement for {training.patience} epochs: stopping")
                 break
         if dev is None:
-            save_model(model, featurizer, model_dir, self._meta(model, phase, state["epoch"], None, len(train)))
+            save_model(model, featurizer, config, model_dir, self._meta(model, phase, state.epoch, None, train))
         summary = {
             "phase": phase,
-            "best_epoch": state["best_epoch"],
-            "best_dev_score": state["best_score"][0] if dev is not None else None,
-            "epochs_run": state["epoch"],
+            "best_epoch": state.best_epoch,
+            "best_dev_score": state.best_score[0] if dev is not None else None,
+            "epochs_run": state.epoch,
             "trainable_parameters": trainable,
-            "train_seconds": round(sum(r["seconds"] for r in state["log"]), 2),
+            "train_seconds": round(sum(r["seconds"] for r in state.log), 2),
             "train_documents": len(train),
         }
         _write_json_atomic(state_path, summary)
         shutil.rmtree(checkpoint, ignore_errors=True)
         return summary
 
-    def _optimizer(self, model: JointModel) -> torch.optim.Optimizer:
-        training = self.config.training
-        encoder_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(ENCODER_PREFIX)]
-        other_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(ENCODER_PREFIX)]
-        groups = [{"params": other_params, "lr": training.learning_rate, "name": "model"}]
-        if encoder_params:
-            lr = self.config.embeddings.contextual.learning_rate
-            groups.append({"params": encoder_params, "lr": lr, "base_lr": lr, "name": "encoder"})
-        return torch.optim.Adam(groups)
-
-    def _train_epoch(
-        self, model, featurizer, optimizer, train, features, generator, state, total_steps, epoch
-    ) -> dict[str, float]:
-        training = self.config.training
-        model.train()
-        order = torch.randperm(len(train), generator=generator).tolist()
-        batches = [order[k : k + training.batch_size] for k in range(0, len(order), training.batch_size)]
-        sums = {"loss": 0.0, "ner_loss": 0.0, "re_loss": 0.0}
-        bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=not self.progress, leave=False)
-        for indices in bar:
-            batch = featurizer.batch(
-                [train[i] for i in indices],
-                features=[features[i] for i in indices] if features is not None else None,
-                targets=True,
-            ).to(self.device)
-            for group in optimizer.param_groups:
-                if group["name"] == "encoder":
-                    warmup = self.config.embeddings.contextual.warmup_fraction
-                    group["lr"] = group["base_lr"] * warmup_then_decay(state["step"], total_steps, warmup)
-            optimizer.zero_grad()
-            loss, parts = model.loss(batch)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), training.clip_norm)
-            optimizer.step()
-            state["step"] += 1
-            sums["loss"] += loss.item()
-            sums["ner_loss"] += parts["ner_loss"]
-            sums["re_loss"] += parts["re_loss"]
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        return {k: round(v / max(1, len(batches)), 4) for k, v in sums.items()}
-
     def _meta(
-        self, model: JointModel, phase: str, epoch: int, dev_score: float | None, documents: int
+        self, model: JointModel, phase: str, epoch: int, dev_score: float | None, train: Sequence[Sentence]
     ) -> dict[str, Any]:
         return {
             "deeprel_version": __version__,
@@ -360,7 +461,7 @@ class Trainer:
             "epoch": epoch,
             "dev_score": dev_score,
             "early_stopping_metric": self.config.training.early_stopping_metric,
-            "train_documents": documents,
+            "train_documents": len(train),
             "trainable_parameters": model.trainable_parameters(),
             "all_parameters": sum(p.numel() for p in model.parameters()),
         }
@@ -373,26 +474,6 @@ class Trainer:
         rows_all = [r for r in previous if r["phase"] != phase] + rows
         write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in rows_all))
         plot_learning_curve(rows_all, self.output / "learning_curve.png")
-
-
-def evaluate_model(
-    model: JointModel,
-    featurizer: Featurizer,
-    documents: Sequence[Document],
-    features: Sequence[torch.Tensor] | None = None,
-    threshold: float | None = None,
-) -> EvaluationResult:
-    """Predict on annotated documents and score the predictions against them, over the model's labels."""
-    predicted = predict_documents(model, featurizer, documents, batch_size=32, features=features, threshold=threshold)
-    labels = model.labels
-    return evaluate(documents, predicted, labels.entity_types, labels.relation_types)
-
-
-def _result_settings(config: Config) -> dict[str, Any]:
-    """What a resumed run must share with its start: everything but where and on how many threads it runs."""
-    tree = config.to_dict()
-    del tree["training"]["device"], tree["training"]["num_threads"]
-    return tree
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
@@ -411,6 +492,8 @@ def warmup_then_decay(step: int, total: int, warmup_fraction: float) -> float:
 def train(
     config: Config,
     output: str | Path,
+    data: Datasets | None = None,
+    runtime: Runtime | None = None,
     resume: bool = False,
     progress: bool = True,
     log: Log = print,
@@ -418,6 +501,8 @@ def train(
 ) -> dict[str, Any]:
     """Train ``config`` into the run directory ``output``; returns the metrics written to metrics.json.
 
-    ``on_epoch`` is called with each epoch's log row (see `Trainer`).
+    ``data`` gives the sentences directly (default: the files ``config.data`` names); ``runtime`` says
+    where to run; ``on_epoch`` is called with each epoch's log row (see `Trainer`).
     """
-    return Trainer(config, output, progress=progress, log=log, on_epoch=on_epoch).run(resume=resume)
+    trainer = Trainer(config, output, runtime=runtime, progress=progress, log=log, on_epoch=on_epoch)
+    return trainer.run(data=data, resume=resume)

@@ -1,7 +1,7 @@
 """The tuning objective: one dev score, or a weighted sum of dev scores, to maximise.
 
 Written as ``re_micro_f1`` or ``0.5*ner_micro_f1 + 0.5*re_micro_f1``; every name is one of
-`deeprel.config.METRIC_NAMES`. A grammar this small needs no parser library.
+`deeprel.evaluation.metrics.METRIC_NAMES`. A grammar this small needs no parser library.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from deeprel.config import METRIC_NAMES
+from deeprel.evaluation.metrics import METRIC_NAMES
 
 _TERM = re.compile(r"^(?:(?P<weight>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)\s*\*\s*)?(?P<name>\w+)$")
 

@@ -26,8 +26,9 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from deeprel.config import Config, ConfigError
-from deeprel.training.trainer import train
+from deeprel.config import Config, ConfigError, split_run_settings
+from deeprel.runtime import Runtime
+from deeprel.training.trainer import Datasets, load_datasets, train
 from deeprel.tuning.objective import Objective, parse_objective
 from deeprel.tuning.space import DEPTH_KEYS, SearchSpace
 
@@ -59,6 +60,7 @@ class TuneSettings:
     enqueue_base: bool = False
     progress: bool = False
     command: str = ""
+    runtime: Runtime = field(default_factory=Runtime)  # where each trial trains
 
     @property
     def storage_url(self) -> str:
@@ -123,9 +125,8 @@ def open_storage(url: str, heartbeat: int | None = None, attempts: int = 5) -> R
 
 
 def study_record(base: Config, settings: TuneSettings) -> dict[str, Any]:
-    """What every worker of a study must share: the base configuration (less where it runs), objective, space."""
+    """What every worker of a study must share: the base configuration, objective, space."""
     config = base.to_dict()
-    del config["training"]["device"], config["training"]["num_threads"]
     space = settings.space.model_dump(mode="json")
     return {"base_config": config, "objective": str(settings.objective), "space": space}
 
@@ -157,7 +158,9 @@ def check_record(
     keys: tuple[str, ...] = ("base_config", "objective", "space"),
 ) -> None:
     """Refuse to mix trials of different base configurations, objectives or spaces in one study."""
-    record = study_attributes(study)
+    record = dict(study_attributes(study))
+    if isinstance(record.get("base_config"), dict):  # stored when run settings were config keys
+        record["base_config"], _ = split_run_settings(record["base_config"])
     mine = study_record(base, settings)
     differs = [key for key in keys if record.get(key) != mine[key]]
     if differs:
@@ -244,6 +247,14 @@ class TrialRunner:
     base: Config
     settings: TuneSettings
     log: Log
+    _data: dict[str, Datasets] = field(default_factory=dict)  # read once per worker, by data section
+
+    def datasets(self, config: Config) -> Datasets:
+        """The trial's splits: read on a worker's first trial, then passed to every trial with the same data."""
+        key = config.data.model_dump_json()
+        if key not in self._data:
+            self._data[key] = load_datasets(config, log=self.log if self.settings.progress else _silent)
+        return self._data[key]
 
     def __call__(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", WORKER)
@@ -261,7 +272,15 @@ class TrialRunner:
         self.log(f"trial {trial.number}: {shown}")
         training_log = (lambda m: self.log(f"trial {trial.number}: {m}")) if self.settings.progress else _silent
         try:
-            metrics = train(config, run_dir, progress=self.settings.progress, log=training_log, on_epoch=reporter)
+            metrics = train(
+                config,
+                run_dir,
+                data=self.datasets(config),
+                runtime=self.settings.runtime,
+                progress=self.settings.progress,
+                log=training_log,
+                on_epoch=reporter,
+            )
         except optuna.TrialPruned:
             shutil.rmtree(run_dir / "checkpoint-final", ignore_errors=True)  # a pruned trial is never resumed
             raise

@@ -1,26 +1,23 @@
 """What the visualiser draws: one document shape for every kind of record deeprel writes.
 
-Three kinds of JSON lines reach the visualiser: ``deeprel predict`` records (one sentence, entities with token
-and character spans), SpERT-style documents (``deeprel evaluate --predictions``, and every gold file) and
-``deeprel extract`` records (an ``Extraction`` dict: a text of several sentences). Each becomes a
-:class:`ViewDocument`: the text to show, its sentences as character ranges, and entities carrying both a
-character span (to draw) and a token span over all the document's tokens (to match against gold, as the
-metrics do). Character offsets are Python code-point indices, as everywhere in deeprel.
+Two kinds of JSON lines reach the visualiser: extraction records (``deeprel predict`` and ``deeprel extract``
+write ``Extraction.to_dict()``: a text of several sentences) and SpERT-style records (``deeprel evaluate
+--predictions``, and every gold file). Each becomes a :class:`ViewDocument`: the text to show, its
+sentences as character ranges, and entities carrying both a character span (to draw) and a token span over
+all the document's tokens (to match against gold, as the metrics do). Character offsets are Python
+code-point indices, as everywhere in deeprel.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, Literal, NotRequired
+from typing import Any, Literal
 
-from pydantic import StrictFloat, StrictInt, StrictStr, TypeAdapter, ValidationError
-from typing_extensions import TypedDict  # pydantic needs this TypedDict before Python 3.12
-
+from deeprel.data.extraction import Extraction
 from deeprel.data.readers import Format, document_from_dict, read_documents
 from deeprel.data.types import DataError, Document
 
@@ -103,181 +100,61 @@ def _without_none(record: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in record.items() if value is not None}
 
 
-def document_view(document: Document) -> ViewDocument:
-    """A sentence ``Document`` (gold or predicted) as drawn.
-
-    The text is cut to the sentence's own characters: a raw-text line of several sentences is stored whole in
-    every sentence's record. Without text and offsets the tokens are joined by single spaces.
-    """
-    if not document.tokens:
-        return ViewDocument(document.doc_id, "", (), ())
-    if document.text is not None and document.offsets is not None:
-        text, offsets = document.text, document.offsets
-    else:
-        text = " ".join(document.tokens)
-        starts = accumulate((len(token) + 1 for token in document.tokens[:-1]), initial=0)
-        offsets = tuple((start, start + len(token)) for start, token in zip(starts, document.tokens))
-    first, last = offsets[0][0], offsets[-1][1]
+def extraction_view(extraction: Extraction, doc_id: str) -> ViewDocument:
+    """An extraction as drawn. Token spans count over all sentences' tokens, so the document can be matched
+    against gold of the same tokens."""
+    first_token = list(accumulate((len(s.tokens) for s in extraction.sentences), initial=0))
     entities = tuple(
-        ViewEntity(e.type, offsets[e.start][0] - first, offsets[e.last][1] - first, e.start, e.end, e.score)
-        for e in document.entities
+        ViewEntity(
+            e.type,
+            e.start_char,
+            e.end_char,
+            first_token[e.sentence] + e.token_start,
+            first_token[e.sentence] + e.token_end,
+            e.score,
+        )
+        for e in extraction.entities
     )
-    relations = tuple(ViewRelation(r.type, r.head, r.tail, r.score) for r in document.relations)
-    return ViewDocument(document.doc_id, text[first:last], ((0, last - first),), document.tokens, entities, relations)
+    return ViewDocument(
+        doc_id=doc_id,
+        text=extraction.text,
+        sentences=tuple((s.start_char, s.end_char) for s in extraction.sentences),
+        tokens=tuple(token for s in extraction.sentences for token in s.tokens),
+        entities=entities,
+        relations=tuple(ViewRelation(r.type, r.head, r.tail, r.score) for r in extraction.relation_records()),
+    )
+
+
+def document_view(document: Document) -> ViewDocument:
+    """A document (gold or predicted) as drawn."""
+    return extraction_view(Extraction.from_document(document), document.id)
 
 
 def record_view(record: object, where: str, default_id: str = "") -> ViewDocument:
-    """Any prediction record deeprel writes, as a :class:`ViewDocument`; ``where`` names it in errors.
+    """Any record deeprel writes, as a :class:`ViewDocument`; ``where`` names it in errors.
 
-    The kind is told by its keys: ``sentences`` (``deeprel extract``), ``doc_id`` (``deeprel predict``),
-    else ``tokens`` (a SpERT document, as ``deeprel evaluate --predictions`` writes).
+    The kind is told by its keys: ``sentences`` (an extraction record: ``deeprel predict`` or ``extract``),
+    else ``tokens`` (a SpERT record, as ``deeprel evaluate --predictions`` writes).
     """
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
     if "sentences" in record:
-        return _extraction_view(record, where, default_id)
-    if "doc_id" in record:
-        return _prediction_view(record, where, default_id)
+        identifier = record.get("id")
+        named = where if identifier is None else f"{where} (id {identifier})"
+        return extraction_view(
+            Extraction.from_dict(record, named), default_id if identifier is None else str(identifier)
+        )
     if "tokens" in record:
         return document_view(document_from_dict(record, where, default_id=default_id))
     raise DataError(
-        f"{where}: not a prediction record: expected the key 'sentences' (deeprel extract), "
-        "'doc_id' (deeprel predict) or 'tokens' (a SpERT document)"
+        f"{where}: not a prediction record: expected the key 'sentences' (deeprel predict or extract)"
+        " or 'tokens' (a SpERT record)"
     )
-
-
-def _prediction_view(record: dict[str, Any], where: str, default_id: str) -> ViewDocument:
-    """A ``deeprel predict`` record: a SpERT record plus ``doc_id``, the ``text`` its entities' ``char_start`` /
-    ``char_end`` index, and no token offsets, which are found again by locating the tokens in the text."""
-    document = document_from_dict({**record, "orig_id": record["doc_id"]}, where, default_id=default_id)
-    if document.text is None or not document.tokens:
-        return document_view(document)
-    anchors = [
-        (e["start"], e["end"], e.get("char_start"), e.get("char_end"))
-        for e in record.get("entities", [])
-        if "char_start" in e or "char_end" in e
-    ]
-    offsets = _token_offsets(document.tokens, document.text, anchors)
-    if offsets is None:
-        raise DataError(f"{where} (doc_id {document.doc_id}): the tokens do not occur in order in 'text'")
-    return document_view(replace(document, offsets=offsets))
-
-
-def _token_offsets(
-    tokens: tuple[str, ...], text: str, anchors: list[tuple[int, int, Any, Any]]
-) -> tuple[tuple[int, int], ...] | None:
-    """Where ``tokens`` sit in ``text``: the first place where they follow each other with only whitespace
-    between and every anchor ``(token start, token end, char start, char end)`` lands on its characters (a
-    line of several sentences can hold the same words twice)."""
-    # The lookahead finds overlapping candidates too; its groups still capture each token's span.
-    pattern = re.compile("(?=" + r"\s*".join(f"({re.escape(token)})" for token in tokens) + ")")
-    for match in pattern.finditer(text):
-        offsets = tuple(match.span(i) for i in range(1, len(tokens) + 1))
-        if all(
-            offsets[start][0] == char_start and offsets[end - 1][1] == char_end
-            for start, end, char_start, char_end in anchors
-        ):
-            return offsets
-    return None
-
-
-class _SentenceRecord(TypedDict):
-    start_char: StrictInt
-    end_char: StrictInt
-    tokens: list[StrictStr]
-
-
-class _ExtractedEntityRecord(TypedDict):
-    type: StrictStr
-    start_char: StrictInt
-    end_char: StrictInt
-    sentence: StrictInt
-    token_start: StrictInt
-    token_end: StrictInt
-    score: NotRequired[StrictFloat | StrictInt | None]
-
-
-class _ExtractedRelationRecord(TypedDict):
-    type: StrictStr
-    head: StrictInt
-    tail: StrictInt
-    score: NotRequired[StrictFloat | StrictInt | None]
-
-
-class _ExtractionRecord(TypedDict):
-    text: StrictStr
-    sentences: list[_SentenceRecord]
-    entities: list[_ExtractedEntityRecord]
-    relations: list[_ExtractedRelationRecord]
-    id: NotRequired[StrictInt | StrictStr | None]
-
-
-# pydantic checks the shape and types of an Extraction dict; the range checks are ours.
-_EXTRACTION = TypeAdapter(_ExtractionRecord)
-
-
-def _extraction_view(record: dict[str, Any], where: str, default_id: str) -> ViewDocument:
-    """A ``deeprel extract`` record (``Extraction.to_dict()`` plus ``line`` and ``id``). Token spans count
-    over all sentences' tokens, so the document can be matched against gold tokens of one sentence."""
-    try:
-        extraction = _EXTRACTION.validate_python(record)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise DataError(f"{where}: not an extraction record: {problems}") from None
-    doc_id = default_id if extraction.get("id") is None else str(extraction["id"])
-    text, sentences = extraction["text"], extraction["sentences"]
-    length = len(text)
-    for i, s in enumerate(sentences):
-        if not 0 <= s["start_char"] <= s["end_char"] <= length:
-            raise DataError(
-                f"{where} (id {doc_id}): sentence {i} [{s['start_char']}, {s['end_char']}) is not in the text"
-            )
-    first_token = list(accumulate((len(s["tokens"]) for s in sentences), initial=0))
-    entities = []
-    for i, e in enumerate(extraction["entities"]):
-        problem = _extracted_entity_problem(e, sentences)
-        if problem:
-            raise DataError(f"{where} (id {doc_id}): entity {i} ({e['type']}): {problem}")
-        offset = first_token[e["sentence"]]
-        entities.append(
-            ViewEntity(
-                e["type"],
-                e["start_char"],
-                e["end_char"],
-                offset + e["token_start"],
-                offset + e["token_end"],
-                e.get("score"),
-            )
-        )
-    for i, r in enumerate(extraction["relations"]):
-        for role in ("head", "tail"):
-            if not 0 <= r[role] < len(entities):
-                problem = f"{role} {r[role]} is not one of {len(entities)} entities"
-                raise DataError(f"{where} (id {doc_id}): relation {i} ({r['type']}): {problem}")
-    return ViewDocument(
-        doc_id=doc_id,
-        text=text,
-        sentences=tuple((s["start_char"], s["end_char"]) for s in sentences),
-        tokens=tuple(token for s in sentences for token in s["tokens"]),
-        entities=tuple(entities),
-        relations=tuple(ViewRelation(r["type"], r["head"], r["tail"], r.get("score")) for r in extraction["relations"]),
-    )
-
-
-def _extracted_entity_problem(entity: _ExtractedEntityRecord, sentences: list[_SentenceRecord]) -> str | None:
-    if not 0 <= entity["sentence"] < len(sentences):
-        return f"sentence {entity['sentence']} is not one of {len(sentences)} sentences"
-    sentence = sentences[entity["sentence"]]
-    if not sentence["start_char"] <= entity["start_char"] < entity["end_char"] <= sentence["end_char"]:
-        return f"characters [{entity['start_char']}, {entity['end_char']}) are not inside its sentence"
-    if not 0 <= entity["token_start"] < entity["token_end"] <= len(sentence["tokens"]):
-        return f"tokens [{entity['token_start']}, {entity['token_end']}) are not inside its sentence"
-    return None
 
 
 def read_predictions(path: str | os.PathLike[str]) -> list[ViewDocument]:
-    """Every record of a JSON-lines file written by ``deeprel predict``, ``evaluate --predictions`` or
-    ``extract``; the first bad line raises :class:`DataError` naming the file and line."""
+    """Every record of a JSON-lines file written by ``deeprel predict``, ``extract`` or ``evaluate
+    --predictions``; the first bad line raises :class:`DataError` naming the file and line."""
     path = Path(path)
     try:
         content = path.read_text(encoding="utf-8-sig")  # -sig: tolerate a byte-order mark

@@ -17,10 +17,18 @@ from string import Template
 from typing import Any
 
 from deeprel.atomic import write_text_atomically
+from deeprel.data.extraction import Extraction
 from deeprel.data.readers import Format
 from deeprel.data.types import DataError, Document
 from deeprel.visual.compare import Comparison, Counts, compare, pair_documents
-from deeprel.visual.documents import ViewDocument, document_view, read_gold, read_predictions, record_view
+from deeprel.visual.documents import (
+    ViewDocument,
+    document_view,
+    extraction_view,
+    read_gold,
+    read_predictions,
+    record_view,
+)
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -112,17 +120,19 @@ def _document_record(item: ViewDocument | Comparison) -> dict[str, Any]:
     }
 
 
-def _as_view(item: ViewDocument | Document | Mapping[str, Any], index: int) -> ViewDocument:
+def _as_view(item: ViewDocument | Document | Extraction | Mapping[str, Any], index: int) -> ViewDocument:
     if isinstance(item, ViewDocument):
         return item
     if isinstance(item, Document):
         return document_view(item)
+    if isinstance(item, Extraction):
+        return extraction_view(item, str(index))
     return record_view(dict(item), f"record {index}", default_id=str(index))
 
 
 def build_report(
-    predicted: Sequence[ViewDocument | Document | Mapping[str, Any]],
-    gold: Sequence[ViewDocument | Document | Mapping[str, Any]] | None = None,
+    predicted: Sequence[ViewDocument | Document | Extraction | Mapping[str, Any]],
+    gold: Sequence[ViewDocument | Document | Extraction | Mapping[str, Any]] | None = None,
     title: str = "deeprel predictions",
     limit: int | None = None,
 ) -> Report:
@@ -148,8 +158,8 @@ def report_html(report: Report) -> str:
 
 
 def render_html(
-    predicted: Sequence[ViewDocument | Document | Mapping[str, Any]],
-    gold: Sequence[ViewDocument | Document | Mapping[str, Any]] | None = None,
+    predicted: Sequence[ViewDocument | Document | Extraction | Mapping[str, Any]],
+    gold: Sequence[ViewDocument | Document | Extraction | Mapping[str, Any]] | None = None,
     title: str = "deeprel predictions",
     limit: int | None = None,
 ) -> str:

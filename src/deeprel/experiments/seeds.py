@@ -15,16 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from deeprel.config import Config
-from deeprel.model.files import load_model
-from deeprel.training.trainer import evaluate_model, load_datasets, train
-
-SCORES = [
-    (task, average, value)
-    for task in ("ner", "re")
-    for average in ("micro", "macro")
-    for value in ("precision", "recall", "f1")
-]
-SHORT = {"precision": "p", "recall": "r", "f1": "f1"}
+from deeprel.inference.predictor import Predictor
+from deeprel.reporting.results import summarise_scores
+from deeprel.runtime import Runtime
+from deeprel.training.trainer import load_datasets, train
 
 
 def run_seeds(
@@ -33,6 +27,7 @@ def run_seeds(
     runs: Path,
     select_once: bool = False,
     threshold: float | None = None,
+    runtime: Runtime | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -41,6 +36,7 @@ def run_seeds(
     With ``threshold`` each run's test set is scored again at that relation threshold (one chosen on
     dev, say) instead of the configured one.
     """
+    runtime = runtime or Runtime()
     per_seed = []
     epochs = None
     test = load_datasets(config, log=lambda _: None).get("test") if threshold is not None else None
@@ -55,13 +51,14 @@ def run_seeds(
             metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         else:
             log(f"seed {seed}: training into {run}")
-            metrics = train(config.with_overrides(changes), run, resume=run.exists(), progress=progress, log=log)
+            metrics = train(
+                config.with_overrides(changes), run, runtime=runtime, resume=run.exists(), progress=progress, log=log
+            )
         if index == 0 and config.training.protocol == "retrain":
             selection = metrics["training"].get("selection")
             epochs = selection["best_epoch"] if selection else metrics["training"]["epochs_run"]
         if threshold is not None:
-            loaded = load_model(run / "model")
-            rescored = evaluate_model(loaded.model, loaded.featurizer, test, threshold=threshold)
+            rescored = Predictor.load(run / "model", device=runtime.torch_device()).evaluate(test, threshold=threshold)
             metrics = {**metrics, "test": rescored.to_dict()}
         per_seed.append((seed, metrics))
     summary = summarise(per_seed)
@@ -69,27 +66,11 @@ def run_seeds(
     return summary
 
 
-def spread(values: Sequence[float]) -> float | None:
-    """Sample standard deviation, rounded to 2 places; None for a single run, which has no spread."""
-    return round(statistics.stdev(values), 2) if len(values) > 1 else None
-
-
-def paired_difference(values: Sequence[float], reference: Sequence[float]) -> dict[str, Any]:
-    """``values - reference`` pair by pair (the same seed or fold), with the mean and sample sd of those."""
-    runs = [round(v - r, 2) for v, r in zip(values, reference, strict=True)]
-    return {"mean": round(statistics.mean(runs), 2), "sd": spread(runs), "runs": runs}
-
-
-def summarise(per_seed: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
-    """Mean and sample standard deviation over seeds of strict test P/R/F1 (percentages)."""
-    summary: dict[str, Any] = {"seeds": [seed for seed, _ in per_seed]}
-    for task, average, value in SCORES:
-        values = [m["test"]["strict"][task][average][value] for _, m in per_seed]
-        key = f"{task}_{average}_{SHORT[value]}"
-        summary[f"{key}_mean"] = round(statistics.mean(values), 2)
-        summary[f"{key}_sd"] = spread(values)
-        summary[f"{key}_runs"] = [round(v, 2) for v in values]
-    training = [m["training"] for _, m in per_seed]
+def summarise(per_run: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """Mean and sample standard deviation over runs of strict test P/R/F1 (percentages), with the cost."""
+    summary: dict[str, Any] = {"seeds": [seed for seed, _ in per_run]}
+    summary |= summarise_scores([m["test"] for _, m in per_run])
+    training = [m["training"] for _, m in per_run]
     summary["trainable_parameters"] = training[0]["trainable_parameters"]
     seconds = [t["train_seconds"] + ((t.get("selection") or {}).get("train_seconds") or 0) for t in training]
     summary["train_minutes_per_run"] = round(statistics.mean(seconds) / 60, 1)

@@ -3,7 +3,8 @@
 Input, one document a line: JSONL (an object with ``"text"``, a document that may hold many sentences, or
 ``"tokens"``, one pre-tokenised sentence, and an optional ``"id"``) or plain text (a blank line is a document
 with no sentences). Output: JSONL, one record per good input line, in input order,
-``{"line": N, "id": ..., **Extraction.to_dict()}`` (``line`` counts from 1; ``id`` is null for text input).
+``{"line": N, "id": ..., **Extraction.to_dict()}`` (``line`` counts from 1; ``id`` is null for text input),
+the record ``deeprel predict`` writes too (:func:`deeprel.data.extraction.extraction_record`).
 
 Next to the output ``OUT.jsonl`` live
     OUT.errors.jsonl  the bad input lines, ``{"line": N, "error": "..."}`` (empty when there were none)
@@ -19,6 +20,7 @@ size and workers may differ between runs: they change the speed, not what is ext
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import json
 import os
@@ -38,7 +40,10 @@ from tqdm import tqdm
 
 from deeprel.api import Extraction, Extractor, load
 from deeprel.atomic import write_atomically, write_text_atomically
-from deeprel.data.types import DataError
+from deeprel.data.extraction import extraction_record
+from deeprel.data.readers import read_documents
+from deeprel.data.types import DataError, Document
+from deeprel.inference.text import Tokenizer
 from deeprel.model.files import REQUIRED_FILES, ModelLoadError
 
 InputFormat = Literal["auto", "text", "jsonl"]
@@ -235,6 +240,39 @@ def _write_chunk(chunk: Chunk, result: ChunkResult, output: TextIO, errors: Text
     return len(written)
 
 
+PredictFormat = Literal["auto", "text", "spert", "jsonl", "bekoulis"]
+
+
+def read_prediction_input(
+    source: Path | None, text: str | None, input_format: PredictFormat = "auto"
+) -> list[tuple[int, str | None, Document]]:
+    """What ``deeprel predict`` reads, as ``(line, id, document)``: one string (``--text``), raw text with one
+    document per line (``-`` is standard input; a blank line is a document without sentences), or annotated
+    data in a format the readers know (each record one document, ``line`` its number from 1)."""
+    tokenizer = Tokenizer()
+    if text is not None:
+        return [(1, None, tokenizer.document(text, id="text"))]
+    if source is None:
+        raise ValueError("nothing to predict on: give a file or a text")
+    if input_format == "text" or (input_format == "auto" and source.suffix in {".txt", ""} and not _bekoulis(source)):
+        raw = sys.stdin.buffer.read() if str(source) == "-" else source.read_bytes()
+        documents = []
+        # Lines as `deeprel extract` reads them (split at newlines only, a byte-order mark dropped).
+        for number, line in enumerate(io.BytesIO(raw), start=1):
+            record = parse_line(number, line, "text")
+            if isinstance(record, BadLine):
+                raise DataError(f"{source}:{number}: {record.error}")
+            documents.append((number, None, tokenizer.document(record.text or "", id=f"line{number}")))
+        return documents
+    return [(n, d.id, d) for n, d in enumerate(read_documents(source, fmt=input_format), start=1)]
+
+
+def _bekoulis(path: Path) -> bool:
+    """Bekoulis files are .txt too; they start with a `#doc` line."""
+    with path.open(encoding="utf-8") as handle:
+        return handle.readline().startswith("#doc")
+
+
 def resolve_input_format(path: Path, input_format: InputFormat) -> Literal["text", "jsonl"]:
     if input_format == "auto":
         return "jsonl" if path.suffix.lower() in {".jsonl", ".json"} else "text"
@@ -325,7 +363,7 @@ def extract_records(extractor: Extractor, records: Sequence[InputRecord]) -> Chu
     results: list[Extraction] = [next(from_texts) if r.text is not None else next(from_tokens) for r in records]
     return ChunkResult(
         lines=tuple(
-            (r.line, json.dumps({"line": r.line, "id": r.id, **e.to_dict()}, ensure_ascii=False) + "\n")
+            (r.line, json.dumps(extraction_record(r.line, r.id, e), ensure_ascii=False) + "\n")
             for r, e in zip(records, results, strict=True)
         ),
         sentences=sum(len(e.sentences) for e in results),
