@@ -13,9 +13,9 @@ from deeprel.api import ExtractedEntity, ExtractedRelation, ExtractedSentence, E
 from deeprel.cli import main
 from deeprel.data.extraction import extraction_record
 from deeprel.data.readers import sentence_to_dict, write_json
+from deeprel.data.text import Tokenizer
 from deeprel.data.types import DataError, Document, Entity, Relation, sentences_of
 from deeprel.evaluation.metrics import evaluate
-from deeprel.inference.text import Tokenizer
 from deeprel.visual import render_html, static_dir
 from deeprel.visual.compare import Counts, compare, pair_documents
 from deeprel.visual.documents import (

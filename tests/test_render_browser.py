@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from deeprel.data.extraction import Extraction
+from deeprel.data.text import Tokenizer
 from deeprel.data.types import Document, Entity, Relation
-from deeprel.inference.text import Tokenizer
 from deeprel.visual import render_html, static_dir
 
 CHROMIUM = Path("/usr/bin/chromium")

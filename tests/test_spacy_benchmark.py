@@ -18,8 +18,8 @@ from spacy.tokens import Doc, DocBin, Span
 from spacy_ner import prepare
 
 from deeprel.data.readers import read_sentences, write_json
+from deeprel.data.text import from_tokens
 from deeprel.data.types import Document, Entity, Sentence
-from deeprel.inference.text import from_tokens
 
 
 @pytest.fixture(scope="module")

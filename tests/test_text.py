@@ -2,8 +2,8 @@ import itertools
 
 import pytest
 
+from deeprel.data.text import Tokenizer, from_tokens
 from deeprel.data.types import DataError, Document, sentences_of
-from deeprel.inference.text import Tokenizer, from_tokens
 
 TRICKY = [
     "John Smith works for IBM in New York. He lives in Boston!",

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from deeprel.data.extraction import ExtractedEntity, ExtractedRelation, ExtractedSentence, Extraction
+from deeprel.data.text import Tokenizer, from_tokens
 from deeprel.data.types import DataError, Document
-from deeprel.inference.text import Tokenizer, from_tokens
 
 if TYPE_CHECKING:
     from deeprel.inference.predictor import Predictor
@@ -112,7 +112,7 @@ class Extractor:
         return self.extract_documents(documents)
 
     def extract_documents(self, documents: Sequence[Document]) -> list[Extraction]:
-        """Documents already split into sentences (any reader's, or :class:`~deeprel.inference.text.Tokenizer`'s),
+        """Documents already split into sentences (any reader's, or :class:`~deeprel.data.text.Tokenizer`'s),
         one ``Extraction`` each; every sentence needs character offsets into its document's text."""
         predicted = self.predictor.predict_documents(documents, threshold=self.threshold, batch_size=self.batch_size)
         return [Extraction.from_document(document) for document in predicted]

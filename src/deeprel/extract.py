@@ -42,8 +42,8 @@ from deeprel.api import Extraction, Extractor, load
 from deeprel.atomic import write_atomically, write_text_atomically
 from deeprel.data.extraction import extraction_record
 from deeprel.data.readers import read_documents
+from deeprel.data.text import Tokenizer
 from deeprel.data.types import DataError, Document
-from deeprel.inference.text import Tokenizer
 from deeprel.model.files import REQUIRED_FILES, ModelLoadError
 
 InputFormat = Literal["auto", "text", "jsonl"]

@@ -15,8 +15,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from deeprel.api import Extraction, Extractor
+from deeprel.data.text import Tokenizer
 from deeprel.data.types import Document
-from deeprel.inference.text import Tokenizer
 
 
 class QueueFull(Exception):
