@@ -45,6 +45,7 @@ from spacy_ner.prepare import from_spacy_doc, to_spacy_doc
 
 from deeprel.atomic import write_atomically, write_text_atomically
 from deeprel.config import resolve_data_path
+from deeprel.data.extraction import Extraction
 from deeprel.data.readers import read_sentences, read_types
 from deeprel.data.types import Entity, Sentence
 from deeprel.evaluation.metrics import Scores, evaluate
@@ -97,15 +98,12 @@ def write_benchmark_input(sentences: Sequence[Sentence], repeat: int, path: Path
 
 def sentence_from_record(record: dict[str, Any], where: str) -> Sentence:
     """A deeprel extract output record of one pre-tokenised sentence as a Sentence with its entities."""
-    sentences = record.get("sentences")
-    if not isinstance(sentences, list) or len(sentences) != 1:
-        raise ValueError(f"{where}: expected exactly one sentence in the record, got {sentences!r:.80}")
-    entities = record.get("entities", [])
-    if any(e["sentence"] != 0 for e in entities):
-        raise ValueError(f"{where}: an entity points at a sentence other than 0")
+    extraction = Extraction.from_dict(record, where)
+    if len(extraction.sentences) != 1:
+        raise ValueError(f"{where}: expected exactly one sentence in the record, got {len(extraction.sentences)}")
     return Sentence(
-        tokens=tuple(sentences[0]["tokens"]),
-        entities=tuple(Entity(e["type"], e["token_start"], e["token_end"], e["score"]) for e in entities),
+        tokens=extraction.sentences[0].tokens,
+        entities=tuple(Entity(e.type, e.token_start, e.token_end, e.score) for e in extraction.entities),
         id=str(record.get("id") or record.get("line", "")),
     )
 

@@ -35,7 +35,7 @@ import httpx
 import deeprel
 from deeprel.atomic import write_text_atomically
 from deeprel.config import resolve_data_path
-from deeprel.data.readers import read_documents
+from deeprel.data.readers import read_sentences
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Outcome:
 
 def texts_from(data: Path, sentences_per_text: int) -> list[str]:
     """Texts of ``sentences_per_text`` consecutive test sentences each (tokens joined by spaces)."""
-    sentences = [" ".join(document.tokens) for document in read_documents(data) if document.tokens]
+    sentences = [" ".join(sentence.tokens) for sentence in read_sentences(data) if sentence.tokens]
     return [
         " ".join(sentences[k : k + sentences_per_text])
         for k in range(0, len(sentences) - sentences_per_text + 1, sentences_per_text)

@@ -310,3 +310,41 @@ def test_an_extraction_record_is_checked_and_errors_name_where() -> None:
         Extraction.from_dict([record], "here")
     with pytest.raises(DataError, match=r"^here: not an extraction record: .*relations"):
         Extraction.from_dict({k: v for k, v in record.items() if k != "relations"}, "here")
+
+
+def test_an_extraction_refuses_relations_outside_its_entities_or_across_sentences() -> None:
+    from pydantic import ValidationError
+
+    sentences = (
+        ExtractedSentence(start_char=0, end_char=3, tokens=("Ann",), token_offsets=((0, 3),)),
+        ExtractedSentence(start_char=4, end_char=7, tokens=("Bob",), token_offsets=((4, 7),)),
+    )
+
+    def entity(text: str, start: int, sentence: int) -> ExtractedEntity:
+        return ExtractedEntity(
+            type="Peop",
+            text=text,
+            start_char=start,
+            end_char=start + 3,
+            sentence=sentence,
+            token_start=0,
+            token_end=1,
+            score=0.9,
+        )
+
+    ann, bob = entity("Ann", 0, 0), entity("Bob", 4, 1)
+    stranger = ExtractedEntity(**{**ann.model_dump(), "score": 0.5})
+    with pytest.raises(ValidationError, match="must be among the entities"):
+        Extraction(
+            text="Ann Bob",
+            sentences=sentences,
+            entities=(ann, bob),
+            relations=(ExtractedRelation(type="Kill", head=stranger, tail=bob, score=0.9),),
+        )
+    with pytest.raises(ValidationError, match="in different sentences"):
+        Extraction(
+            text="Ann Bob",
+            sentences=sentences,
+            entities=(ann, bob),
+            relations=(ExtractedRelation(type="Kill", head=ann, tail=bob, score=0.9),),
+        )

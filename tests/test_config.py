@@ -131,3 +131,8 @@ def test_cli_honours_run_settings_given_the_old_way(tmp_path, capsys) -> None:
     _, runtime = configured(path, (), device="auto", num_threads=1)  # the options win
     assert (runtime.device, runtime.num_threads) == ("auto", 1)
     assert "training.device, training.num_threads" in capsys.readouterr().err
+    for bad, message in (("training.num_threads=abc", "expected a whole number"), ("training.device=3", "a string")):
+        with pytest.raises(ConfigError, match=rf"old.toml: {bad.split('=')[0]} = .*{message}"):
+            configured(path, (bad,))
+    _, runtime = configured(tmp_path / "old.toml", ("embeddings.contextual.cache_dir=null",))
+    assert runtime.cache_dir is None  # null, the old default, is no setting

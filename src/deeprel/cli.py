@@ -107,17 +107,25 @@ def configured(
     changes = dict(parse_override(o) for o in overrides) if isinstance(overrides, tuple) else dict(overrides)
     tree, legacy = split_run_settings(read_tree(config_path))
     for key in [k for k in changes if k in RUN_SETTING_KEYS]:
-        legacy[RUN_SETTING_KEYS[key]] = changes.pop(key)
+        value = changes.pop(key)
+        if value is not None:  # null was their old default
+            legacy[RUN_SETTING_KEYS[key]] = value
     if legacy:
         names = ", ".join(k for k, v in RUN_SETTING_KEYS.items() if v in legacy)
         click.echo(
             f"note: {names} is a run setting now, not configuration: use --device, --num-threads or $DEEPREL_CACHE_DIR",
             err=True,
         )
+        for key, name in RUN_SETTING_KEYS.items():
+            value = legacy.get(name)
+            wrong = isinstance(value, bool) or not isinstance(value, int if name == "num_threads" else str)
+            if name in legacy and (wrong or (name == "num_threads" and value < 1)):
+                expected = "a whole number from 1" if name == "num_threads" else "a string"
+                raise ConfigError(f"{config_path}: {key} = {value!r}: expected {expected}")
     config = parse_config(tree, source=str(config_path)).with_overrides(changes)
     settings = {**legacy, **{k: v for k, v in (("device", device), ("num_threads", num_threads)) if v is not None}}
     return config, Runtime(
-        device=str(settings.get("device", "auto")),
+        device=settings.get("device", "auto"),
         num_threads=settings.get("num_threads"),
         cache_dir=Path(settings["cache_dir"]) if "cache_dir" in settings else None,
     )

@@ -38,12 +38,13 @@ class DataConfig(_Section):
     types: str | None = Field(None, description="SpERT *_types.json; else labels come from train")
     format: Literal["auto", "spert", "jsonl", "bekoulis"] = "auto"
     overlap_policy: Literal["keep_longest", "keep_first", "drop", "error"] = "keep_longest"
-    max_train_documents: int | None = Field(None, ge=1, description="use only the first N (demos, tests)")
+    # The names say documents; they count sentences (a SpERT record is one), as they always have.
+    max_train_documents: int | None = Field(None, ge=1, description="use only the first N sentences (demos, tests)")
     max_eval_documents: int | None = Field(None, ge=1)
     dev_fraction: float | None = Field(
         None, gt=0, lt=1, description="with no dev file: hold out this seeded share of train as dev (ADE)"
     )
-    dev_seed: int = Field(1, description="which documents dev_fraction holds out")
+    dev_seed: int = Field(1, description="which sentences dev_fraction holds out")
 
     @model_validator(mode="after")
     def _one_dev_source(self) -> DataConfig:

@@ -254,8 +254,10 @@ def read_prediction_input(
         return [(1, None, tokenizer.document(text, id="text"))]
     if source is None:
         raise ValueError("nothing to predict on: give a file or a text")
-    if input_format == "text" or (input_format == "auto" and source.suffix in {".txt", ""} and not _bekoulis(source)):
-        raw = sys.stdin.buffer.read() if str(source) == "-" else source.read_bytes()
+    stdin = str(source) == "-"
+    plain = stdin or (source.suffix in {".txt", ""} and not _bekoulis(source))
+    if input_format == "text" or (input_format == "auto" and plain):
+        raw = sys.stdin.buffer.read() if stdin else source.read_bytes()
         documents = []
         # Lines as `deeprel extract` reads them (split at newlines only, a byte-order mark dropped).
         for number, line in enumerate(io.BytesIO(raw), start=1):

@@ -106,6 +106,12 @@ class Extraction(_Record):
             for k, (token, (start, end)) in enumerate(zip(s.tokens, s.token_offsets)):
                 if self.text[start:end] != token:
                     raise ValueError(f"sentence {i}: token {k} {token!r} is not the text at [{start}, {end})")
+        known = set(self.entities)
+        for i, r in enumerate(self.relations):
+            if r.head not in known or r.tail not in known:
+                raise ValueError(f"relation {i} ({r.type}): its head and tail must be among the entities")
+            if r.head.sentence != r.tail.sentence:
+                raise ValueError(f"relation {i} ({r.type}): its head and tail are in different sentences")
         for i, e in enumerate(self.entities):
             problem = _entity_problem(e, self.sentences)
             if problem is None and self.text[e.start_char : e.end_char] != e.text:

@@ -45,8 +45,9 @@ class Sentence:
     """One sentence: tokens, entities and relations, the unit the model is trained and scored on.
 
     ``offsets`` are the character ``(start, end)`` of each token in its document's text (None only for
-    sentences built by hand without a text). ``id`` names the sentence in messages: the document's id,
-    with ``#n`` appended when the document has several sentences.
+    sentences built by hand without a text). ``id`` names the sentence in messages: the record's id for a
+    one-sentence document read from a file or built from tokens, ``<document id>#n`` for sentence ``n`` of
+    raw text split by :class:`deeprel.data.text.Tokenizer`.
     """
 
     tokens: tuple[str, ...]
@@ -67,7 +68,8 @@ class Sentence:
 class Document:
     """A text and its sentences; every sentence's ``offsets`` index ``text``.
 
-    ``metadata`` holds what a reader keeps but the model does not use (attributes, notes, the source file).
+    ``metadata`` holds what the model does not use but a reader or a writer may want to keep (the source
+    file, an annotation tool's attributes and notes).
     """
 
     id: str

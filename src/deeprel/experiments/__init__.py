@@ -1,1 +1,1 @@
-"""Experiments built from training runs: k-fold cross-validation (ADE) and ablations."""
+"""Experiments built from training runs: several seeds, k-fold cross-validation (ADE) and ablations."""

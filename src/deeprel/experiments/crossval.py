@@ -288,7 +288,11 @@ def summarise_folds(results: Sequence[dict[str, Any]], score_without_overlaps: b
     }
     if score_without_overlaps:
         reduced = summarise([(r["fold"], {**r, "test": r["test_without_overlaps"]}) for r in results])
-        summary["without_overlaps"] = {k: v for k, v in reduced.items() if k.endswith(("_mean", "_sd", "_runs"))}
+        summary["without_overlaps"] = {
+            k: v
+            for metric in Spread.metrics_in(reduced)
+            for k, v in Spread.read(reduced, metric).fields(metric).items()
+        }
     return summary
 
 

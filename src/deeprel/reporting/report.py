@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from deeprel.evaluation.metrics import AVERAGES, VALUES, metric_name
 from deeprel.reporting.results import Spread, paired_difference, read_results
 
 # The papers' reported numbers (strict, percentages, each with its source) live in the results directory.
@@ -165,7 +166,7 @@ def conll04(results: dict[str, Any], papers: Papers) -> list[str]:
         for task in ("re",) if name in rescored else ("ner", "re"):
             rows.append(
                 [name, _number(s.get("threshold")), str(len(s["seeds"])), task.upper()]
-                + [pm(s, f"{task}_{avg}_{m}", bold=m == "f1") for avg in ("micro", "macro") for m in ("p", "r", "f1")]
+                + [pm(s, metric_name(task, avg, m), bold=m == "f1") for avg in AVERAGES for m in VALUES]
             )
     lines = _table(
         ["run", "relation threshold", "seeds", "task", "micro P", "micro R", "**micro F1**"]
@@ -346,7 +347,7 @@ def ablation(results: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for dataset, variants in results.items():
         average = ABLATION_AVERAGE.get(dataset, "micro")
-        keys = (f"ner_{average}_f1", f"re_{average}_f1")
+        keys = (metric_name("ner", average, "f1"), metric_name("re", average, "f1"))
         rows = []
         for name, v in variants.items():
             if v["status"] != "done":

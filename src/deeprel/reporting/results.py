@@ -46,6 +46,10 @@ class Spread:
         """Rounded to 2 places, as every result file stores them."""
         return cls(round(statistics.mean(values), 2), spread(values), tuple(round(v, 2) for v in values))
 
+    def as_dict(self) -> dict[str, Any]:
+        """The nested form (``{"mean", "sd", "runs"}``), as paired differences are stored."""
+        return {"mean": self.mean, "sd": self.sd, "runs": list(self.runs)}
+
     def fields(self, metric: str) -> dict[str, Any]:
         """The stored form: ``{metric}_mean``, ``{metric}_sd``, ``{metric}_runs``."""
         return {f"{metric}_mean": self.mean, f"{metric}_sd": self.sd, f"{metric}_runs": list(self.runs)}
@@ -90,8 +94,7 @@ def summarise_scores(tests: Sequence[Mapping[str, Any]], metrics: Sequence[str] 
 
 def paired_difference(values: Sequence[float], reference: Sequence[float]) -> dict[str, Any]:
     """``values - reference`` pair by pair (the same seed or fold), with the mean and sample sd of those."""
-    runs = [round(v - r, 2) for v, r in zip(values, reference, strict=True)]
-    return {"mean": round(statistics.mean(runs), 2), "sd": spread(runs), "runs": runs}
+    return Spread.of([round(v - r, 2) for v, r in zip(values, reference, strict=True)]).as_dict()
 
 
 def command_line(argv: list[str] | None = None) -> str:

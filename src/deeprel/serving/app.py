@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
@@ -82,7 +81,7 @@ def create_app(
         response_model=ExtractResponse,
         responses={413: {"description": "request body too large"}, 503: {"description": "too many requests"}},
     )
-    async def extract(body: ExtractRequest) -> dict[str, Any]:
+    async def extract(body: ExtractRequest) -> ExtractResponse:
         """Entities and relations in one text (``text``) or several (``texts``)."""
         try:
             results = await batcher.submit(body.all_texts(), body.threshold)

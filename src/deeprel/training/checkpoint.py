@@ -85,7 +85,10 @@ def load_checkpoint(
     if "scheduler" in extra:
         scheduler.load_state_dict(extra["scheduler"])
     else:
-        scheduler.last_epoch = extra["trainer"]["step"]
+        step = extra["trainer"]["step"]
+        scheduler.last_epoch = step
+        for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+            group["lr"] = base * factor(step)
     torch.set_rng_state(tensors["rng.torch"])
     generator.set_state(tensors["rng.generator"])
     kind, keys, *rest = extra["rng_numpy"]
