@@ -363,3 +363,17 @@ def test_ade_config_names_existing_folds(data_dir: Path) -> None:
         for name in plan.files(fold):
             assert (data_dir / name).is_file(), name
     assert (config.data.train, config.data.test) == plan.files(0)
+
+
+def test_an_entry_stored_before_a_configuration_key_existed_still_merges(tmp_path: Path) -> None:
+    from deeprel.experiments.crossval import check_mergeable
+
+    ade = load_config(ROOT / "configs" / "ade.toml")
+    planned = {"config": comparable_config(ade), "protocol": crossval_protocol(ade, CrossvalPlan(folds=(1,)), False)}
+    older = json.loads(json.dumps(planned["config"]))
+    del older["data"]["sentence_split"], older["data"]["events"]  # keys newer than the stored entry
+    older["training"]["num_threads"] = 2  # and a run setting it still held
+    stored = {**planned, "config": older, "folds": [{"fold": 0}]}
+    check_mergeable(stored, planned, [1])  # the defaults fill the gap
+    with pytest.raises(ValueError, match=r"differ in configuration \(data.events\)"):
+        check_mergeable({**stored, "config": {**older, "data": {**older["data"], "events": "relations"}}}, planned, [1])

@@ -55,6 +55,7 @@ class DeeprelGroup(click.Group):
             sys.exit(2)
 
 
+FORMATS = ["auto", "spert", "jsonl", "bekoulis", "brat"]  # what the readers take; auto: a folder is BRAT
 config_argument = click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 
 
@@ -208,8 +209,8 @@ def seeds(
 
 @main.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
-@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["auto", "spert", "jsonl", "bekoulis"]), default="auto")
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the scores as JSON here.")
 @click.option(
     "--predictions", type=click.Path(dir_okay=False, path_type=Path), help="Write the predictions as JSONL here."
@@ -253,11 +254,11 @@ def evaluate(
 
 @main.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
-@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), required=False)
+@click.argument("source", type=click.Path(allow_dash=True, path_type=Path), required=False)
 @click.option("--text", help="Predict on this text instead of a file.")
 @click.option(
     "--input-format",
-    type=click.Choice(["auto", "text", "spert", "jsonl", "bekoulis"]),
+    type=click.Choice(["auto", "text", "spert", "jsonl", "bekoulis", "brat"]),
     default="auto",
     show_default=True,
     help="text: raw text, one document per line (split into sentences and tokens by spaCy).",
@@ -300,25 +301,112 @@ def predict(
         click.echo(lines, nl=False)
 
 
+def annotation_options(command: Callable[..., None]) -> Callable[..., None]:
+    """How annotation-tool data (BRAT) becomes sentences: the ``data.*`` keys of the same meaning."""
+    for option in reversed(
+        [
+            click.option(
+                "--discontinuous",
+                type=click.Choice(["skip", "cover", "error"]),
+                default="skip",
+                show_default=True,
+                help="BRAT discontinuous spans: skip, cover the whole extent, or stop.",
+            ),
+            click.option(
+                "--events",
+                type=click.Choice(["count", "relations"]),
+                default="count",
+                show_default=True,
+                help="BRAT events: count them, or read trigger -> argument relations.",
+            ),
+            click.option(
+                "--token-boundaries",
+                type=click.Choice(["split", "snap"]),
+                default="split",
+                show_default=True,
+                help="An entity edge inside a token: split it there, or widen the entity.",
+            ),
+            click.option(
+                "--join-related-sentences",
+                is_flag=True,
+                help="Keep the sentences between a relation's entities together instead of dropping it.",
+            ),
+            click.option(
+                "--sentence-split",
+                type=click.Choice(["spacy", "lines"]),
+                default="spacy",
+                show_default=True,
+                help="spaCy's sentencizer, or one sentence per line of the text.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _annotation_options(kwargs: dict[str, Any]) -> Any:
+    from deeprel.data.alignment import AnnotationOptions
+
+    return AnnotationOptions(
+        kwargs.pop("discontinuous"),
+        kwargs.pop("events"),
+        kwargs.pop("token_boundaries"),
+        kwargs.pop("join_related_sentences"),
+        kwargs.pop("sentence_split"),
+    )
+
+
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
-    "--types", "types_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="SpERT *_types.json."
+    "--types",
+    "types_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="SpERT *_types.json or BRAT annotation.conf.",
 )
-@click.option("--format", "fmt", type=click.Choice(["auto", "spert", "jsonl", "bekoulis"]), default="auto")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", help="auto: a folder is BRAT.")
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report as JSON here."
 )
 @click.option("--verbose", is_flag=True, help="List every problem, not only the first of each kind.")
-def validate(files: tuple[Path, ...], types_path: Path | None, fmt: str, json_path: Path | None, verbose: bool) -> None:
-    """Check annotated data before training: counts, labels, overlaps, bad spans, empty sentences."""
+@annotation_options
+def validate(
+    files: tuple[Path, ...], types_path: Path | None, fmt: str, json_path: Path | None, verbose: bool, **kwargs: Any
+) -> None:
+    """Check annotated data before training: counts, labels, overlaps, bad spans, empty sentences, and what
+    an annotation tool's export holds that cannot be trained as it is."""
     from deeprel.data.validate import validate_files
 
-    report = validate_files(list(files), types_path=types_path, fmt=fmt)
+    report = validate_files(list(files), types_path=types_path, fmt=fmt, options=_annotation_options(kwargs))
     click.echo(report.format(verbose=verbose))
     if json_path:
         write_text_atomically(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
     sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--from", "source_format", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--to", "target_format", type=click.Choice(["spert", "jsonl", "brat"]), required=True)
+@annotation_options
+def convert(source: Path, target: Path, source_format: str, target_format: str, **kwargs: Any) -> None:
+    """Convert annotated data between formats (SpERT JSON, JSON lines, Bekoulis, BRAT); says what the
+    target cannot hold."""
+    from deeprel.data.alignment import Losses
+    from deeprel.data.readers import read_documents, write_documents
+    from deeprel.data.types import sentences_of
+
+    losses = Losses()
+    documents = read_documents(source, source_format, _annotation_options(kwargs), losses)
+    write_documents(documents, target, target_format)
+    sentences = sentences_of(documents)
+    click.echo(
+        f"{target}: {len(documents):,} documents, {len(sentences):,} sentences,"
+        f" {sum(len(s.entities) for s in sentences):,} entities, {sum(len(s.relations) for s in sentences):,} relations"
+    )
+    if losses:
+        click.echo("not representable as it is (counted, left out or changed):\n" + losses.format())
 
 
 @main.command()
@@ -612,9 +700,9 @@ def tune(
 @click.argument("predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="HTML file.")
 @click.option(
-    "--gold", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Annotated file to compare with."
+    "--gold", type=click.Path(exists=True, path_type=Path), help="Annotated file (or BRAT folder) to compare with."
 )
-@click.option("--gold-format", type=click.Choice(["auto", "spert", "jsonl", "bekoulis"]), default="auto")
+@click.option("--gold-format", type=click.Choice(FORMATS), default="auto")
 @click.option("--limit", type=click.IntRange(min=1), help="Draw only the first N documents.")
 @click.option("--title", help="Page title (default: the file names).")
 def render(

@@ -35,8 +35,8 @@ class DataConfig(_Section):
     dev: str | None = None
     test: str | None = None
     train_dev: str | None = Field(None, description="train+dev for the retrain protocol")
-    types: str | None = Field(None, description="SpERT *_types.json; else labels come from train")
-    format: Literal["auto", "spert", "jsonl", "bekoulis"] = "auto"
+    types: str | None = Field(None, description="SpERT *_types.json or BRAT annotation.conf; else from train")
+    format: Literal["auto", "spert", "jsonl", "bekoulis", "brat"] = "auto"
     overlap_policy: Literal["keep_longest", "keep_first", "drop", "error"] = "keep_longest"
     # The names say documents; they count sentences (a SpERT record is one), as they always have.
     max_train_documents: int | None = Field(None, ge=1, description="use only the first N sentences (demos, tests)")
@@ -45,6 +45,22 @@ class DataConfig(_Section):
         None, gt=0, lt=1, description="with no dev file: hold out this seeded share of train as dev (ADE)"
     )
     dev_seed: int = Field(1, description="which sentences dev_fraction holds out")
+    # Annotation-tool formats (character offsets into raw text); see deeprel.data.alignment and .brat.
+    discontinuous: Literal["skip", "cover", "error"] = Field(
+        "skip", description="BRAT discontinuous spans: skip them, cover their whole extent, or stop"
+    )
+    events: Literal["count", "relations"] = Field(
+        "count", description="BRAT events: count them, or read them as relations from trigger to each argument"
+    )
+    token_boundaries: Literal["split", "snap"] = Field(
+        "split", description="an entity edge inside a token: split the token there, or widen the entity to it"
+    )
+    join_related_sentences: bool = Field(
+        False, description="keep the sentences between a relation's entities together instead of dropping it"
+    )
+    sentence_split: Literal["spacy", "lines"] = Field(
+        "spacy", description="annotation formats: spaCy's sentencizer, or one sentence per line of the text"
+    )
 
     @model_validator(mode="after")
     def _one_dev_source(self) -> DataConfig:

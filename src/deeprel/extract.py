@@ -240,7 +240,7 @@ def _write_chunk(chunk: Chunk, result: ChunkResult, output: TextIO, errors: Text
     return len(written)
 
 
-PredictFormat = Literal["auto", "text", "spert", "jsonl", "bekoulis"]
+PredictFormat = Literal["auto", "text", "spert", "jsonl", "bekoulis", "brat"]
 
 
 def read_prediction_input(
@@ -255,7 +255,7 @@ def read_prediction_input(
     if source is None:
         raise ValueError("nothing to predict on: give a file or a text")
     stdin = str(source) == "-"
-    plain = stdin or (source.suffix in {".txt", ""} and not _bekoulis(source))
+    plain = stdin or (source.is_file() and source.suffix in {".txt", ""} and not _bekoulis(source))
     if input_format == "text" or (input_format == "auto" and plain):
         raw = sys.stdin.buffer.read() if stdin else source.read_bytes()
         documents = []

@@ -16,7 +16,7 @@ import ast
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TextIO
 
@@ -26,10 +26,11 @@ from typing_extensions import (
 )
 
 from deeprel.atomic import write_atomically
+from deeprel.data.alignment import AnnotationOptions, Losses
 from deeprel.data.tagging import decode
-from deeprel.data.types import DataError, Document, Entity, Relation, Sentence, sentences_of
+from deeprel.data.types import DataError, Document, DocumentError, Entity, Relation, Sentence, sentences_of
 
-Format = Literal["auto", "spert", "jsonl", "bekoulis"]
+Format = Literal["auto", "spert", "jsonl", "bekoulis", "brat"]
 
 
 class _EntityRecord(TypedDict):
@@ -57,14 +58,6 @@ class _DocumentRecord(TypedDict):
 
 # pydantic checks the shape and types of a SpERT record; the range checks are ours.
 _RECORD = TypeAdapter(_DocumentRecord)
-
-
-class DocumentError(DataError):
-    """A :class:`DataError` confined to one document, so a lenient reader can skip it and go on."""
-
-    def __init__(self, where: str, doc_id: str, reason: str) -> None:
-        super().__init__(f"{where} (doc_id {doc_id}): {reason}")
-        self.doc_id = doc_id
 
 
 def _describe(error: ValidationError) -> str:
@@ -257,8 +250,13 @@ _TYPES = TypeAdapter(_TypesRecord)
 
 
 def read_types(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
-    """Entity and relation type names, in file order, from a SpERT ``*_types.json``."""
+    """Entity and relation type names, in file order, from a SpERT ``*_types.json`` or a BRAT
+    ``annotation.conf`` (by its ``.conf`` suffix)."""
     path = Path(path)
+    if path.suffix == ".conf":
+        from deeprel.data.brat import read_annotation_conf
+
+        return read_annotation_conf(path)
     try:
         record = _TYPES.validate_json(_read_text(path))
     except ValidationError as error:
@@ -266,9 +264,12 @@ def read_types(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     return list(record["entities"]), list(record["relations"])
 
 
-def detect_format(path: str | os.PathLike[str]) -> Literal["spert", "jsonl", "bekoulis"]:
-    """By suffix (.jsonl, .txt/.tsv), else by the first non-blank character: ``[`` SpERT, ``{`` JSON lines."""
+def detect_format(path: str | os.PathLike[str]) -> Literal["spert", "jsonl", "bekoulis", "brat"]:
+    """A folder is BRAT; a file by suffix (.jsonl, .txt/.tsv), else by the first non-blank character: ``[``
+    SpERT, ``{`` JSON lines."""
     path = Path(path)
+    if path.is_dir():
+        return "brat"
     if path.suffix == ".jsonl":
         return "jsonl"
     if path.suffix in (".txt", ".tsv"):
@@ -285,32 +286,76 @@ def detect_format(path: str | os.PathLike[str]) -> Literal["spert", "jsonl", "be
     raise DataError(f"{path}: cannot tell the format (not a JSON array or JSON lines); name it explicitly")
 
 
-def iter_documents(path: str | os.PathLike[str], fmt: Format = "auto") -> Iterator[Document | DocumentError]:
-    """Every document of a file in order, with a :class:`DocumentError` in place of each broken one.
+def iter_documents(
+    path: str | os.PathLike[str],
+    fmt: Format = "auto",
+    options: AnnotationOptions | None = None,
+    losses: Losses | None = None,
+) -> Iterator[Document | DocumentError]:
+    """Every document of a file (a folder, for BRAT) in order, with a :class:`DocumentError` in place of each
+    broken one.
 
     Errors that spoil the whole file (invalid JSON array, unreadable text) raise :class:`DataError`
-    before the first document is yielded.
+    before the first document is yielded. The annotation-tool formats convert character annotations to
+    sentences (``options``) and count in ``losses`` what they cannot represent.
     """
     path = Path(path)
-    readers = {"spert": _iter_spert, "jsonl": _iter_jsonl, "bekoulis": _iter_bekoulis}
+    readers = {"spert": _iter_spert, "jsonl": _iter_jsonl, "bekoulis": _iter_bekoulis, "brat": _iter_brat}
     if fmt != "auto" and fmt not in readers:
         raise ValueError(f"unknown format {fmt!r}; expected one of auto, {', '.join(readers)}")
-    return readers[detect_format(path) if fmt == "auto" else fmt](path)
+    used = detect_format(path) if fmt == "auto" else fmt
+    if used == "brat":
+        return _iter_brat(path, options or AnnotationOptions(), losses if losses is not None else Losses())
+    return readers[used](path)
 
 
-def read_documents(path: str | os.PathLike[str], fmt: Format = "auto") -> list[Document]:
+def _iter_brat(path: Path, options: AnnotationOptions, losses: Losses) -> Iterator[Document | DocumentError]:
+    from deeprel.data.brat import read_brat  # spaCy is imported only when raw text is read
+
+    return read_brat(path, options, losses)
+
+
+def read_documents(
+    path: str | os.PathLike[str],
+    fmt: Format = "auto",
+    options: AnnotationOptions | None = None,
+    losses: Losses | None = None,
+) -> list[Document]:
     """All documents of a file; the first structural problem raises :class:`DataError`."""
     documents = []
-    for item in iter_documents(path, fmt):
+    for item in iter_documents(path, fmt, options, losses):
         if isinstance(item, DocumentError):
             raise item
         documents.append(item)
     return documents
 
 
-def read_sentences(path: str | os.PathLike[str], fmt: Format = "auto") -> list[Sentence]:
+def read_sentences(
+    path: str | os.PathLike[str],
+    fmt: Format = "auto",
+    options: AnnotationOptions | None = None,
+    losses: Losses | None = None,
+) -> list[Sentence]:
     """All sentences of a file's documents, in order (what training and scoring read)."""
-    return sentences_of(read_documents(path, fmt))
+    return sentences_of(read_documents(path, fmt, options, losses))
+
+
+WRITERS = ("spert", "jsonl", "brat")
+
+
+def write_documents(documents: Sequence[Document], path: str | os.PathLike[str], fmt: str) -> None:
+    """Documents in one of :data:`WRITERS`: a SpERT array or JSON lines (a record per sentence, the files
+    the readers take back), or a BRAT folder (``.txt`` + ``.ann`` per document, and ``annotation.conf``)."""
+    if fmt == "spert":
+        write_json(documents, path)
+    elif fmt == "jsonl":
+        write_jsonl(documents, path)
+    elif fmt == "brat":
+        from deeprel.data.brat import write_brat
+
+        write_brat(documents, path)
+    else:
+        raise ValueError(f"unknown output format {fmt!r}; expected one of {', '.join(WRITERS)}")
 
 
 def _dumps(sentence: Sentence) -> str:

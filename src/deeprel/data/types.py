@@ -112,3 +112,11 @@ def sentences_of(documents: Iterable[Document]) -> list[Sentence]:
 
 class DataError(ValueError):
     """Bad input data; the message names the file and the line or document."""
+
+
+class DocumentError(DataError):
+    """A :class:`DataError` confined to one document, so a lenient reader can skip it and go on."""
+
+    def __init__(self, where: str, doc_id: str, reason: str) -> None:
+        super().__init__(f"{where} (doc_id {doc_id}): {reason}")
+        self.doc_id = doc_id

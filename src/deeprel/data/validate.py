@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from deeprel.data.alignment import AnnotationOptions, Losses
 from deeprel.data.readers import (
     DocumentError,
     Format,
@@ -85,6 +86,9 @@ class FileReport:
     entity_labels: dict[str, int] = field(default_factory=dict)
     relation_labels: dict[str, int] = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
+    sentences: int = 0
+    # Annotation-tool formats: what cannot be trained as it is, by kind (see deeprel.data.alignment).
+    not_representable: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "problems": [p.to_dict() for p in self.problems]}
@@ -120,8 +124,12 @@ class ValidationReport:
         for f in self.files:
             lines.append(f"{f.path} ({f.format or 'unknown format'}){': FAILED' if f.failed else ''}")
             if not f.failed:
-                counts = f"{f.documents:,} documents, {f.tokens:,} tokens, {f.entities:,} entities"
+                sentences = f"{f.sentences:,} sentences, " if f.sentences != f.documents else ""
+                counts = f"{f.documents:,} documents, {sentences}{f.tokens:,} tokens, {f.entities:,} entities"
                 lines.append(f"  {counts}, {f.relations:,} relations")
+                for kind, found in f.not_representable.items():
+                    example = f" (e.g. {found['examples'][0]})" if found["examples"] else ""
+                    lines.append(f"  not representable as it is: {kind} {found['count']:,}{example}")
                 lines.append(f"  entity labels: {_inventory(f.entity_labels)}")
                 lines.append(f"  relation labels: {_inventory(f.relation_labels)}")
             by_kind: dict[ProblemKind, list[Problem]] = {}
@@ -189,8 +197,10 @@ def validate_file(
     entity_types: set[str] | None = None,
     relation_types: set[str] | None = None,
     fmt: Format = "auto",
+    options: AnnotationOptions | None = None,
 ) -> FileReport:
-    """Read one file leniently and check every document; label checks run when types are given."""
+    """Read one file (or BRAT folder) leniently and check every document; label checks run when types are
+    given. The annotation-tool formats also report what they cannot represent (``not_representable``)."""
     name = str(path)
     try:
         used = detect_format(path) if fmt == "auto" else fmt
@@ -198,8 +208,9 @@ def validate_file(
         return _failed(name, None, error)
     problems: list[Problem] = []
     documents: list[Document] = []
+    losses = Losses()
     try:
-        for index, item in enumerate(iter_documents(path, used)):
+        for index, item in enumerate(iter_documents(path, used, options, losses)):
             if isinstance(item, DocumentError):
                 problems.append(Problem(name, index, item.doc_id, "invalid_document", str(item)))
                 continue
@@ -222,6 +233,8 @@ def validate_file(
         entity_labels=dict(Counter(e.type for s in sentences_of(documents) for e in s.entities).most_common()),
         relation_labels=dict(Counter(r.type for s in sentences_of(documents) for r in s.relations).most_common()),
         problems=tuple(problems),
+        sentences=len(sentences_of(documents)),
+        not_representable=losses.to_dict(),
     )
 
 
@@ -232,7 +245,10 @@ def _failed(name: str, fmt: str | None, error: DataError | OSError) -> FileRepor
 
 
 def validate_files(
-    paths: Iterable[str | os.PathLike[str]], types_path: str | os.PathLike[str] | None = None, fmt: Format = "auto"
+    paths: Iterable[str | os.PathLike[str]],
+    types_path: str | os.PathLike[str] | None = None,
+    fmt: Format = "auto",
+    options: AnnotationOptions | None = None,
 ) -> ValidationReport:
     """Validate data files, checking labels against a SpERT ``*_types.json`` when one is given.
 
@@ -242,4 +258,4 @@ def validate_files(
     if types_path is not None:
         entities, relations = read_types(Path(types_path))
         entity_types, relation_types = set(entities), set(relations)
-    return ValidationReport(tuple(validate_file(p, entity_types, relation_types, fmt) for p in paths))
+    return ValidationReport(tuple(validate_file(p, entity_types, relation_types, fmt, options) for p in paths))

@@ -367,12 +367,10 @@ def check_mergeable(stored: dict[str, Any], new: dict[str, Any], folds: Iterable
     stored already. ``new`` needs only ``config`` and ``protocol`` (a summary, or what one will record)."""
     if "config" not in stored:
         raise ValueError("cannot merge folds: the stored entry does not record its configuration ('config')")
-    if stored["config"] != new["config"]:
-        keys = sorted(
-            k
-            for k in {**_flatten(stored["config"]), **_flatten(new["config"])}
-            if _flatten(stored["config"]).get(k) != _flatten(new["config"]).get(k)
-        )
+    # Through the configuration model, so keys added (with their defaults) since an entry was stored match.
+    stored_config, new_config = (_flatten(_normalized(s["config"])) for s in (stored, new))
+    if stored_config != new_config:
+        keys = sorted(k for k in {**stored_config, **new_config} if stored_config.get(k) != new_config.get(k))
         raise ValueError(f"cannot merge folds: the stored and the new runs differ in configuration ({', '.join(keys)})")
     if stored["protocol"] != new["protocol"]:
         keys = sorted(
@@ -438,6 +436,20 @@ def comparable_config(config: Config) -> dict[str, Any]:
     return tree
 
 
+def _normalized(tree: dict[str, Any]) -> dict[str, Any]:
+    """A stored fold configuration over the defaults (keys added since it was stored take their default
+    values), old run settings dropped."""
+
+    def merged(defaults: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+        out = dict(defaults)
+        for key, value in stored.items():
+            both_sections = isinstance(value, dict) and isinstance(defaults.get(key), dict)
+            out[key] = merged(defaults[key], value) if both_sections else value
+        return out
+
+    return merged(comparable_config(Config()), split_run_settings(tree)[0])
+
+
 def _check_settings(runs: Path, config: Config, plan: CrossvalPlan) -> None:
     """Record the settings on the first call; later calls on the same runs must use the same ones."""
     settings = {"config": comparable_config(config), **plan.settings()}
@@ -446,7 +458,7 @@ def _check_settings(runs: Path, config: Config, plan: CrossvalPlan) -> None:
         write_text_atomically(path, json.dumps(settings, indent=2) + "\n")
         return
     started = json.loads(path.read_text(encoding="utf-8"))
-    started["config"], _ = split_run_settings(started["config"])  # written when run settings were config keys
+    started["config"] = _normalized(started["config"])  # keys added since it was written take their defaults
     current = json.loads(json.dumps(settings))  # the same JSON types as the stored copy
     differing = sorted(set(_flatten(started).items()) ^ set(_flatten(current).items()))
     if differing:

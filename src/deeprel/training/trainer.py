@@ -33,6 +33,7 @@ from tqdm import tqdm
 from deeprel import __version__
 from deeprel.atomic import write_text_atomically
 from deeprel.config import Config, DataConfig, TrainingConfig, load_config, resolve_data_path
+from deeprel.data.alignment import AnnotationOptions, Losses
 from deeprel.data.readers import read_sentences, read_types
 from deeprel.data.tagging import OverlapStats, resolve_all
 from deeprel.data.types import Sentence
@@ -143,9 +144,11 @@ def load_datasets(config: Config, log: Log = print) -> Datasets:
         if path is None:
             continue
         resolved = resolve_data_path(path)
-        for split in prepare_splits(
-            name, str(resolved), read_sentences(resolved, fmt=data.format), data, hold_out, log
-        ):
+        losses = Losses()
+        sentences = read_sentences(resolved, fmt=data.format, options=AnnotationOptions.of(data), losses=losses)
+        if losses:
+            log(f"{name}: what {resolved} holds that cannot be trained as it is:\n{losses.format()}")
+        for split in prepare_splits(name, str(resolved), sentences, data, hold_out, log):
             datasets.add(split)
     if "train" not in datasets.splits:
         raise ValueError("the configuration names no training data (data.train)")

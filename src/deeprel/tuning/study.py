@@ -26,7 +26,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from deeprel.config import Config, ConfigError, split_run_settings
+from deeprel.config import Config, ConfigError, parse_config
 from deeprel.runtime import Runtime
 from deeprel.training.trainer import Datasets, load_datasets, train
 from deeprel.tuning.objective import Objective, parse_objective
@@ -159,8 +159,8 @@ def check_record(
 ) -> None:
     """Refuse to mix trials of different base configurations, objectives or spaces in one study."""
     record = dict(study_attributes(study))
-    if isinstance(record.get("base_config"), dict):  # stored when run settings were config keys
-        record["base_config"], _ = split_run_settings(record["base_config"])
+    if isinstance(record.get("base_config"), dict):  # through the model: defaults filled, old run settings dropped
+        record["base_config"] = parse_config(record["base_config"], source="the study's base configuration").to_dict()
     mine = study_record(base, settings)
     differs = [key for key in keys if record.get(key) != mine[key]]
     if differs:
