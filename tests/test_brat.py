@@ -158,6 +158,15 @@ def test_validate_reports_every_bad_file_at_once(tmp_path: Path) -> None:
     assert report.files[0].documents == 1  # the good one is read and counted
 
 
+def test_a_text_without_its_ann_is_a_document_without_annotations(tmp_path: Path) -> None:
+    folder = _write(tmp_path / "c", "a", "Ann met Bob.", "T1\tPeop 0 3\tAnn\n")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "new.txt").write_text("Nobody has annotated me yet.", encoding="utf-8")
+    documents = read_documents(folder)
+    assert [d.id for d in documents] == ["a", "sub/new"]
+    assert not documents[1].sentences[0].entities and documents[1].text == "Nobody has annotated me yet."
+
+
 def test_an_entity_edge_inside_a_token_splits_it_or_widens_the_entity() -> None:
     text = "Washingtonians hired Mary."  # spaCy keeps "Washingtonians" one token
     entities = [CharEntity("T1", "Loc", 0, 10), CharEntity("T2", "Peop", 21, 25)]

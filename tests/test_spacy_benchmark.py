@@ -111,12 +111,14 @@ def test_benchmark_input_repeats_the_sentences(tmp_path: Path, conll04_slice: li
 
 def extract_record(line: int, tokens: list[str], entities: list[dict]) -> dict:
     text = " ".join(tokens)
-    sentence = {"start_char": 0, "end_char": len(text), "tokens": tokens, "token_offsets": []}
+    starts = [sum(len(t) + 1 for t in tokens[:k]) for k in range(len(tokens))]
+    offsets = [[start, start + len(token)] for start, token in zip(starts, tokens)]
+    sentence = {"start_char": 0, "end_char": len(text), "tokens": tokens, "token_offsets": offsets}
     return {"line": line, "id": None, "text": text, "sentences": [sentence], "entities": entities, "relations": []}
 
 
 def test_extract_output_is_read_in_line_order_with_token_spans(tmp_path: Path) -> None:
-    boston = {"type": "Loc", "text": "Boston", "start_char": 9, "end_char": 15, "sentence": 0}
+    boston = {"type": "Loc", "text": "Boston", "start_char": 11, "end_char": 17, "sentence": 0}
     records = [
         extract_record(2, ["In", "Paris"], []),
         extract_record(1, ["He", "visited", "Boston"], [{**boston, "token_start": 2, "token_end": 3, "score": 0.9}]),

@@ -55,7 +55,9 @@ class DeeprelGroup(click.Group):
             sys.exit(2)
 
 
-FORMATS = ["auto", "spert", "jsonl", "bekoulis", "brat"]  # what the readers take; auto: a folder is BRAT
+# What the readers take (auto: a folder is BRAT, a file is told by its first record) and the writers write.
+FORMATS = ["auto", "spert", "jsonl", "bekoulis", "brat", "doccano", "label-studio", "extraction"]
+WRITE_FORMATS = ["spert", "jsonl", "brat", "doccano", "label-studio"]
 config_argument = click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 
 
@@ -258,14 +260,26 @@ def evaluate(
 @click.option("--text", help="Predict on this text instead of a file.")
 @click.option(
     "--input-format",
-    type=click.Choice(["auto", "text", "spert", "jsonl", "bekoulis", "brat"]),
+    type=click.Choice(["text", *FORMATS]),
     default="auto",
     show_default=True,
     help="text: raw text, one document per line (split into sentences and tokens by spaCy).",
 )
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="JSONL output (default: stdout).")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    help="JSONL output (default: stdout), or the tool format's file or folder.",
+)
 @click.option("--threshold", type=float, help="Relation threshold (default: the model's).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["jsonl", "brat", "doccano", "label-studio"]),
+    default="jsonl",
+    show_default=True,
+    help="jsonl: extraction records; the others pre-annotate the next batch in that tool.",
+)
 @runtime_options
 def predict(
     model_dir: Path,
@@ -275,21 +289,33 @@ def predict(
     output: Path | None,
     threshold: float | None,
     batch_size: int,
+    output_format: str,
     device: str | None,
     num_threads: int | None,
 ) -> None:
     """Extract entities and relations from raw text or annotated data; one JSON line per input document,
-    the record `deeprel extract` writes ({"line", "id", "text", "sentences", "entities", "relations"})."""
+    the record `deeprel extract` writes ({"line", "id", "text", "sentences", "entities", "relations"}), or
+    pre-annotations for an annotation tool (--format brat, doccano or label-studio)."""
     from deeprel.api import load
     from deeprel.data.extraction import extraction_record
+    from deeprel.data.readers import write_documents
     from deeprel.extract import read_prediction_input
 
     if (text is None) == (source is None):
         raise click.UsageError("give either SOURCE or --text")
+    if output_format != "jsonl" and output is None:
+        raise click.UsageError(f"--format {output_format} needs --output")
     inputs = read_prediction_input(source, text, input_format)
     extractor = load(
         model_dir, device=device or "auto", batch_size=batch_size, threshold=threshold, num_threads=num_threads
     )
+    if output_format != "jsonl":
+        predicted = extractor.predictor.predict_documents(
+            [document for _, _, document in inputs], threshold=threshold, batch_size=batch_size
+        )
+        write_documents(predicted, output, output_format)
+        click.echo(f"{output}: {len(predicted):,} documents ({output_format})")
+        return
     extractions = extractor.extract_documents([document for _, _, document in inputs])
     lines = "".join(
         json.dumps(extraction_record(line, id, extraction), ensure_ascii=False) + "\n"
@@ -332,6 +358,11 @@ def annotation_options(command: Callable[..., None]) -> Callable[..., None]:
                 help="Keep the sentences between a relation's entities together instead of dropping it.",
             ),
             click.option(
+                "--annotation",
+                type=click.IntRange(min=0),
+                help="Label Studio: read this annotation of each task [the first not cancelled].",
+            ),
+            click.option(
                 "--sentence-split",
                 type=click.Choice(["spacy", "lines"]),
                 default="spacy",
@@ -353,6 +384,7 @@ def _annotation_options(kwargs: dict[str, Any]) -> Any:
         kwargs.pop("token_boundaries"),
         kwargs.pop("join_related_sentences"),
         kwargs.pop("sentence_split"),
+        kwargs.pop("annotation"),
     )
 
 
@@ -388,7 +420,7 @@ def validate(
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.argument("target", type=click.Path(path_type=Path))
 @click.option("--from", "source_format", type=click.Choice(FORMATS), default="auto", show_default=True)
-@click.option("--to", "target_format", type=click.Choice(["spert", "jsonl", "brat"]), required=True)
+@click.option("--to", "target_format", type=click.Choice(WRITE_FORMATS), required=True)
 @annotation_options
 def convert(source: Path, target: Path, source_format: str, target_format: str, **kwargs: Any) -> None:
     """Convert annotated data between formats (SpERT JSON, JSON lines, Bekoulis, BRAT); says what the

@@ -36,7 +36,7 @@ class DataConfig(_Section):
     test: str | None = None
     train_dev: str | None = Field(None, description="train+dev for the retrain protocol")
     types: str | None = Field(None, description="SpERT *_types.json or BRAT annotation.conf; else from train")
-    format: Literal["auto", "spert", "jsonl", "bekoulis", "brat"] = "auto"
+    format: Literal["auto", "spert", "jsonl", "bekoulis", "brat", "doccano", "label-studio", "extraction"] = "auto"
     overlap_policy: Literal["keep_longest", "keep_first", "drop", "error"] = "keep_longest"
     # The names say documents; they count sentences (a SpERT record is one), as they always have.
     max_train_documents: int | None = Field(None, ge=1, description="use only the first N sentences (demos, tests)")
@@ -60,6 +60,9 @@ class DataConfig(_Section):
     )
     sentence_split: Literal["spacy", "lines"] = Field(
         "spacy", description="annotation formats: spaCy's sentencizer, or one sentence per line of the text"
+    )
+    annotation: int | None = Field(
+        None, ge=0, description="Label Studio: read this annotation of each task (default: the first not cancelled)"
     )
 
     @model_validator(mode="after")

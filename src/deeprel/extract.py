@@ -240,7 +240,7 @@ def _write_chunk(chunk: Chunk, result: ChunkResult, output: TextIO, errors: Text
     return len(written)
 
 
-PredictFormat = Literal["auto", "text", "spert", "jsonl", "bekoulis", "brat"]
+PredictFormat = Literal["auto", "text", "spert", "jsonl", "bekoulis", "brat", "doccano", "label-studio", "extraction"]
 
 
 def read_prediction_input(

@@ -45,12 +45,18 @@ class AnnotationOptions:
     boundaries: Boundaries = "split"
     join_related: bool = False
     sentences: SentenceSplit = "spacy"
+    annotation: int | None = None  # Label Studio: which annotation of a task (default: the first not cancelled)
 
     @classmethod
     def of(cls, data: Any) -> AnnotationOptions:
         """From a configuration's data section."""
         return cls(
-            data.discontinuous, data.events, data.token_boundaries, data.join_related_sentences, data.sentence_split
+            data.discontinuous,
+            data.events,
+            data.token_boundaries,
+            data.join_related_sentences,
+            data.sentence_split,
+            data.annotation,
         )
 
 
@@ -62,6 +68,7 @@ class CharEntity:
     type: str
     start: int
     end: int
+    score: float | None = None  # set on predictions
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,7 @@ class CharRelation:
     head: str
     tail: str
     id: str = ""
+    score: float | None = None
 
 
 @dataclass
@@ -261,10 +269,10 @@ def char_annotations(document: Document) -> tuple[list[CharEntity], list[CharRel
         for entity in sentence.entities:
             ids.append(f"T{len(entities) + 1}")
             start, end = sentence.offsets[entity.start][0], sentence.offsets[entity.last][1]
-            entities.append(CharEntity(ids[-1], entity.type, start, end))
+            entities.append(CharEntity(ids[-1], entity.type, start, end, entity.score))
         base = len(relations)
         relations.extend(
-            CharRelation(r.type, ids[r.head], ids[r.tail], id=f"R{base + 1 + k}")
+            CharRelation(r.type, ids[r.head], ids[r.tail], f"R{base + 1 + k}", r.score)
             for k, r in enumerate(sentence.relations)
         )
     return entities, relations

@@ -37,26 +37,29 @@ def read_brat(
     tokenizer: Tokenizer | None = None,
 ) -> Iterator[Document | DocumentError]:
     """Every ``.ann`` under ``path`` (recursively, sorted), with its ``.txt``, as a document whose id is the
-    file's path relative to ``path`` without the suffix; a broken file is a :class:`DocumentError` naming the
-    file and line in its place (the lenient path the validator reads on), a folder without ``.ann`` files a
-    :class:`DataError`. What cannot be represented goes to ``losses``."""
+    file's path relative to ``path`` without the suffix; a ``.txt`` alone is a document nobody annotated yet.
+    A broken file is a :class:`DocumentError` naming the file and line in its place (the lenient path the
+    validator reads on), a folder without such files a :class:`DataError`. What cannot be represented goes
+    to ``losses``."""
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"{root}: a BRAT corpus is a folder of .txt and .ann files")
     options = options or AnnotationOptions()
     losses = losses if losses is not None else Losses()
     tokenizer = tokenizer or Tokenizer()
-    annotations = sorted(root.rglob("*.ann"))
-    if not annotations:
-        raise DataError(f"{root}: no .ann files")
-    for ann in annotations:
-        txt = ann.with_suffix(".txt")
-        doc_id = ann.relative_to(root).with_suffix("").as_posix()
+    files = [p for pattern in ("*.ann", "*.txt") for p in root.rglob(pattern) if p.is_file()]
+    stems = sorted({p.with_suffix("") for p in files})
+    if not stems:
+        raise DataError(f"{root}: no .txt or .ann files")
+    for stem in stems:
+        ann, txt = stem.with_suffix(".ann"), stem.with_suffix(".txt")
+        doc_id = stem.relative_to(root).as_posix()
         try:
             if not txt.is_file():
                 raise DataError(f"{ann}: no {txt.name} beside it")
             text = read_brat_text(txt)
-            entities, relations, metadata = parse_ann(ann, text, options, losses)
+            # A text without its .ann is a document nobody has annotated yet (to pre-annotate, say).
+            entities, relations, metadata = parse_ann(ann, text, options, losses) if ann.is_file() else ([], [], {})
         except DataError as error:
             where, _, reason = str(error).partition(": ")
             yield DocumentError(where, doc_id, reason)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_validator
 
-from deeprel.data.types import DataError, Document
+from deeprel.data.types import DataError, Document, Entity, Relation, Sentence
 
 SCORE_DIGITS = 6  # scores are rounded to this many decimals when written
 
@@ -106,18 +106,18 @@ class Extraction(_Record):
             for k, (token, (start, end)) in enumerate(zip(s.tokens, s.token_offsets)):
                 if self.text[start:end] != token:
                     raise ValueError(f"sentence {i}: token {k} {token!r} is not the text at [{start}, {end})")
-        known = set(self.entities)
-        for i, r in enumerate(self.relations):
-            if r.head not in known or r.tail not in known:
-                raise ValueError(f"relation {i} ({r.type}): its head and tail must be among the entities")
-            if r.head.sentence != r.tail.sentence:
-                raise ValueError(f"relation {i} ({r.type}): its head and tail are in different sentences")
         for i, e in enumerate(self.entities):
             problem = _entity_problem(e, self.sentences)
             if problem is None and self.text[e.start_char : e.end_char] != e.text:
                 problem = f"its text {e.text!r} is not the text at [{e.start_char}, {e.end_char})"
             if problem:
                 raise ValueError(f"entity {i} ({e.type}): {problem}")
+        known = set(self.entities)
+        for i, r in enumerate(self.relations):
+            if r.head not in known or r.tail not in known:
+                raise ValueError(f"relation {i} ({r.type}): its head and tail must be among the entities")
+            if r.head.sentence != r.tail.sentence:
+                raise ValueError(f"relation {i} ({r.type}): its head and tail are in different sentences")
         return self
 
     @field_serializer("relations")
@@ -155,6 +155,29 @@ class Extraction(_Record):
                 for e in error.errors()
             )
             raise DataError(f"{where}: not an extraction record: {problems}") from None
+
+    def to_document(self, id: str = "") -> Document:
+        """Back to a document: its sentences with token offsets, the entities by token span, scores kept."""
+        sentences = []
+        records = self.relation_records()
+        index = {entity: i for i, entity in reversed(list(enumerate(self.entities)))}
+        for number, s in enumerate(self.sentences):
+            mine = [e for e in self.entities if e.sentence == number]
+            position = {index[e]: k for k, e in enumerate(mine)}
+            sentences.append(
+                Sentence(
+                    tokens=s.tokens,
+                    entities=tuple(Entity(e.type, e.token_start, e.token_end, e.score) for e in mine),
+                    relations=tuple(
+                        Relation(r.type, position[r.head], position[r.tail], r.score)
+                        for r in records
+                        if r.head in position
+                    ),
+                    id=id if len(self.sentences) == 1 else f"{id}#{number}",
+                    offsets=s.token_offsets,
+                )
+            )
+        return Document(id, self.text, tuple(sentences))
 
     @classmethod
     def from_document(cls, document: Document) -> Extraction:

@@ -30,7 +30,7 @@ from deeprel.data.alignment import AnnotationOptions, Losses
 from deeprel.data.tagging import decode
 from deeprel.data.types import DataError, Document, DocumentError, Entity, Relation, Sentence, sentences_of
 
-Format = Literal["auto", "spert", "jsonl", "bekoulis", "brat"]
+Format = Literal["auto", "spert", "jsonl", "bekoulis", "brat", "doccano", "label-studio", "extraction"]
 
 
 class _EntityRecord(TypedDict):
@@ -175,6 +175,25 @@ def _iter_jsonl(path: Path) -> Iterator[Document | DocumentError]:
         index += 1
 
 
+def _iter_extractions(path: Path) -> Iterator[Document | DocumentError]:
+    """``deeprel predict``/``extract`` output read back as documents (predictions, with their scores)."""
+    from deeprel.data.extraction import Extraction
+
+    for lineno, line in enumerate(_read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            record = json.loads(line)
+            identifier = record.get("id") if isinstance(record, dict) else None
+            doc_id = f"{path.name}:{lineno}" if identifier is None else str(identifier)
+            yield Extraction.from_dict(record, where).to_document(doc_id)
+        except json.JSONDecodeError as error:
+            yield DocumentError(where, f"{path.name}:{lineno}", f"invalid JSON at column {error.colno}: {error.msg}")
+        except DataError as error:
+            yield DocumentError(where, f"{path.name}:{lineno}", str(error).removeprefix(f"{where}: "))
+
+
 _DOC_LINE = re.compile(r"#doc(?:\s+(\S*))?\s*")
 _TAG = re.compile(r"O|[BI]-.+")
 
@@ -264,14 +283,15 @@ def read_types(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     return list(record["entities"]), list(record["relations"])
 
 
-def detect_format(path: str | os.PathLike[str]) -> Literal["spert", "jsonl", "bekoulis", "brat"]:
-    """A folder is BRAT; a file by suffix (.jsonl, .txt/.tsv), else by the first non-blank character: ``[``
-    SpERT, ``{`` JSON lines."""
+def detect_format(
+    path: str | os.PathLike[str],
+) -> Literal["spert", "jsonl", "bekoulis", "brat", "doccano", "label-studio", "extraction"]:
+    """A folder is BRAT; a file by suffix (.txt/.tsv: Bekoulis), else by its first record: ``tokens`` SpERT
+    (a JSON array) or JSON lines, ``data`` a Label Studio export (an array), ``text`` doccano (JSON lines),
+    ``sentences`` the extraction records ``deeprel predict`` and ``extract`` write."""
     path = Path(path)
     if path.is_dir():
         return "brat"
-    if path.suffix == ".jsonl":
-        return "jsonl"
     if path.suffix in (".txt", ".tsv"):
         return "bekoulis"
     with path.open(encoding="utf-8-sig", errors="replace") as f:
@@ -279,10 +299,20 @@ def detect_format(path: str | os.PathLike[str]) -> Literal["spert", "jsonl", "be
             if chunk.strip():
                 first = chunk.lstrip()[0]
                 if first == "[":
-                    return "spert"
+                    return "label-studio" if _first_array_item_has(path, "data") else "spert"
                 if first == "{":
-                    return "jsonl"
+                    line = (chunk.lstrip() + f.readline()).split("\n", 1)[0]
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        return "jsonl"  # the reader names the broken line
+                    if isinstance(record, dict) and "sentences" in record:
+                        return "extraction"
+                    doccano = isinstance(record, dict) and "text" in record and "tokens" not in record
+                    return "doccano" if doccano else "jsonl"
                 break
+    if path.suffix == ".jsonl":
+        return "jsonl"
     raise DataError(f"{path}: cannot tell the format (not a JSON array or JSON lines); name it explicitly")
 
 
@@ -300,19 +330,34 @@ def iter_documents(
     sentences (``options``) and count in ``losses`` what they cannot represent.
     """
     path = Path(path)
-    readers = {"spert": _iter_spert, "jsonl": _iter_jsonl, "bekoulis": _iter_bekoulis, "brat": _iter_brat}
-    if fmt != "auto" and fmt not in readers:
-        raise ValueError(f"unknown format {fmt!r}; expected one of auto, {', '.join(readers)}")
+    plain = {"spert": _iter_spert, "jsonl": _iter_jsonl, "bekoulis": _iter_bekoulis, "extraction": _iter_extractions}
+    tools = ("brat", "doccano", "label-studio")
+    if fmt != "auto" and fmt not in (*plain, *tools):
+        raise ValueError(f"unknown format {fmt!r}; expected one of auto, {', '.join((*plain, *tools))}")
     used = detect_format(path) if fmt == "auto" else fmt
+    if used in plain:
+        return plain[used](path)
+    options = options or AnnotationOptions()
+    losses = losses if losses is not None else Losses()
+    # Imported here: they need spaCy, which reading SpERT files does not.
     if used == "brat":
-        return _iter_brat(path, options or AnnotationOptions(), losses if losses is not None else Losses())
-    return readers[used](path)
+        from deeprel.data.brat import read_brat
+
+        return read_brat(path, options, losses)
+    from deeprel.data.annotation_tools import read_doccano, read_label_studio
+
+    if used == "doccano":
+        return read_doccano(path, options, losses)
+    return read_label_studio(path, options, losses, options.annotation)
 
 
-def _iter_brat(path: Path, options: AnnotationOptions, losses: Losses) -> Iterator[Document | DocumentError]:
-    from deeprel.data.brat import read_brat  # spaCy is imported only when raw text is read
-
-    return read_brat(path, options, losses)
+def _first_array_item_has(path: Path, key: str) -> bool:
+    """Whether the first object of a JSON array file has ``key`` (the file is parsed; it is an export)."""
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError:
+        return False
+    return isinstance(data, list) and bool(data) and isinstance(data[0], dict) and key in data[0]
 
 
 def read_documents(
@@ -340,12 +385,13 @@ def read_sentences(
     return sentences_of(read_documents(path, fmt, options, losses))
 
 
-WRITERS = ("spert", "jsonl", "brat")
+WRITERS = ("spert", "jsonl", "brat", "doccano", "label-studio")
 
 
 def write_documents(documents: Sequence[Document], path: str | os.PathLike[str], fmt: str) -> None:
     """Documents in one of :data:`WRITERS`: a SpERT array or JSON lines (a record per sentence, the files
-    the readers take back), or a BRAT folder (``.txt`` + ``.ann`` per document, and ``annotation.conf``)."""
+    the readers take back), a BRAT folder (``.txt`` + ``.ann`` per document, and ``annotation.conf``), doccano
+    JSONL (the relation export) or Label Studio tasks with predictions (scores included when predicted)."""
     if fmt == "spert":
         write_json(documents, path)
     elif fmt == "jsonl":
@@ -354,6 +400,14 @@ def write_documents(documents: Sequence[Document], path: str | os.PathLike[str],
         from deeprel.data.brat import write_brat
 
         write_brat(documents, path)
+    elif fmt == "doccano":
+        from deeprel.data.annotation_tools import write_doccano
+
+        write_doccano(documents, path)
+    elif fmt == "label-studio":
+        from deeprel.data.annotation_tools import write_label_studio
+
+        write_label_studio(documents, path)
     else:
         raise ValueError(f"unknown output format {fmt!r}; expected one of {', '.join(WRITERS)}")
 
