@@ -204,14 +204,15 @@ def test_an_entity_across_a_sentence_boundary_joins_the_sentences() -> None:
     assert [document.span_text(s, e) for s in document.sentences for e in s.entities] == ["Ann! Lee"]
 
 
-def test_conll04_written_as_brat_reads_back_the_same(data_dir: Path, tmp_path: Path) -> None:
-    source = data_dir / "datasets" / "conll04" / "conll04_dev.json"
+@pytest.mark.parametrize("file", ["conll04/conll04_dev.json", "ade/ade_split_0_test.json"])
+def test_conll04_and_ade_written_as_brat_read_back_the_same(data_dir: Path, tmp_path: Path, file: str) -> None:
+    source = data_dir / "datasets" / file
     answer = CliRunner().invoke(main, ["convert", str(source), str(tmp_path / "brat"), "--to", "brat"])
     assert answer.exit_code == 0, answer.output
     original = read_documents(source)
     again = read_documents(tmp_path / "brat", options=AnnotationOptions(sentences="lines"))
     by_id = {d.id: d for d in again}
-    assert len(again) == len(original) == 231
+    assert len(again) == len(original) > 200
     for document in original:
         back = by_id[document.id]
         assert back.text == document.text and len(back.sentences) == 1

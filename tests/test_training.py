@@ -227,3 +227,38 @@ def test_a_broken_types_file_is_a_data_error_naming_it(tiny_config, tmp_path) ->
     types.write_text('{"entities": ["Peop"]}')
     with pytest.raises(DataError, match="types.json: not a SpERT types file"):
         build_labels(tiny_config.with_overrides({"data.types": str(types)}), Datasets())
+
+
+def test_a_threshold_chosen_on_dev_is_kept_with_the_model(tiny_config, tmp_path) -> None:
+    from deeprel.training.trainer import DEV_THRESHOLDS
+
+    config = tiny_config.with_overrides(
+        {
+            "model.threshold": "dev",
+            "embeddings.contextual.enabled": False,
+            "data.max_train_documents": 24,
+            "training.max_epochs": 3,
+            "training.patience": 3,
+        }
+    )
+    metrics = train(config, tmp_path / "dev", progress=False, log=lambda _: None)
+    chosen = metrics["training"]["threshold"]
+    assert chosen in DEV_THRESHOLDS and set(metrics["training"]["dev_scores_by_threshold"]) == {
+        str(t) for t in DEV_THRESHOLDS
+    }
+    saved = json.loads((tmp_path / "dev" / "model" / "config.json").read_text())["model"]["threshold"]
+    rows = [json.loads(line) for line in (tmp_path / "dev" / "log.jsonl").read_text().splitlines()]
+    best = rows[metrics["training"]["best_epoch"] - 1]
+    assert saved == chosen == best["dev_threshold"]
+    # The best epoch's dev score is the best over the thresholds, the one early stopping compared.
+    assert best["dev_re_micro_f1"] == max(metrics["training"]["dev_scores_by_threshold"].values())
+    assert Predictor.load(tmp_path / "dev" / "model", device="cpu").threshold == chosen
+    retrain = config.with_overrides(
+        {"training.protocol": "retrain", "data.train_dev": "datasets/conll04/conll04_train_dev.json"}
+    )
+    metrics = train(retrain, tmp_path / "retrain", progress=False, log=lambda _: None)
+    selected = metrics["training"]["selection"]["threshold"]
+    assert metrics["training"]["threshold"] == selected  # the selection model's, under the retrain protocol
+    assert json.loads((tmp_path / "retrain" / "model" / "config.json").read_text())["model"]["threshold"] == selected
+    with pytest.raises(ValueError, match="chooses the relation threshold on dev"):
+        train(config.with_overrides({"data.dev": None}), tmp_path / "no-dev", progress=False, log=lambda _: None)

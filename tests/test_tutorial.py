@@ -46,3 +46,31 @@ def test_every_command_of_the_tutorial_runs(data_dir: Path, tmp_path: Path, monk
     assert (pre / "000-introduction.txt").read_bytes() == (corpus / "000-introduction.txt").read_bytes()
     assert len(read_documents(pre)) == 13
     assert len(json.loads((tmp_path / "runs" / "brat-tutorial" / "news.json").read_text())) == 190
+
+
+def test_the_tutorial_runs_on_a_brat_copy_of_conll04(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """The same commands on CoNLL04 sentences written as BRAT (one sentence a file), the tutorial's folder and
+    annotation.conf replaced by that copy's."""
+    monkeypatch.setenv("DEEPREL_DATA_DIR", str(data_dir))
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    runner = CliRunner()
+    copy = tmp_path / "conll04-brat"
+    source = data_dir / "datasets" / "conll04" / "conll04_dev.json"
+    assert runner.invoke(main, ["convert", str(source), str(copy), "--to", "brat"]).exit_code == 0
+    tutorial = str(data_dir / "datasets" / "brat-tutorial" / "news")
+    data = [f"--set=data.{split}={copy}" for split in ("train", "dev", "test")] + [
+        f"--set=data.types={copy}/annotation.conf"
+    ]
+    for command in _commands():
+        arguments = [a.replace(tutorial, str(copy)) for a in command[1:]]
+        arguments += (
+            FAST + data + ["--set", "data.max_train_documents=60", "--set", "data.max_eval_documents=40"]
+            if command[1] == "train"
+            else []
+        )
+        answer = runner.invoke(main, arguments, catch_exceptions=False)
+        assert answer.exit_code == 0, (command, answer.output)
+    scores = json.loads((tmp_path / "runs" / "brat-tutorial" / "scores.json").read_text())
+    assert scores["strict"]["ner"]["micro"]["support"] == 893  # CoNLL04 dev's entities, all read back
+    assert len(read_documents(tmp_path / "runs" / "brat-tutorial" / "pre-annotated")) == 231

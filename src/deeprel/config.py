@@ -10,7 +10,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -130,7 +130,11 @@ class ModelConfig(_Section):
     scorer: Literal["paper", "additive"] = "paper"
     re_hidden_size: int = Field(64, ge=1)
     re_activation: Literal["relu", "tanh", "gelu"] = "relu"
-    threshold: float = Field(0.9, gt=0, lt=1, description="sigmoid score above which a relation is predicted")
+    threshold: Annotated[float, Field(gt=0, lt=1)] | Literal["dev"] = Field(
+        "dev",
+        description="sigmoid score from which a relation is predicted; 'dev': chosen on dev after training"
+        " (the paper-reproduction configs set 0.9)",
+    )
 
 
 class TrainingConfig(_Section):

@@ -47,7 +47,10 @@ class Predictor:
 
     @property
     def threshold(self) -> float:
-        """The relation threshold the model was configured with."""
+        """The relation threshold the model was saved with (a model trained with ``"dev"`` holds the one
+        chosen on dev)."""
+        if self.model.settings.threshold == "dev":
+            raise ValueError("this model's relation threshold is still to be chosen on dev (model.threshold = 'dev')")
         return float(self.model.settings.threshold)
 
     @property
@@ -109,6 +112,24 @@ class Predictor:
         """Predict on annotated sentences and score the predictions against them, over the model's labels."""
         predicted = self.predict(gold, features=features, threshold=threshold, batch_size=batch_size, progress=progress)
         return self.score(gold, predicted)
+
+    def evaluate_thresholds(
+        self,
+        gold: Sequence[Sentence],
+        thresholds: Sequence[float],
+        *,
+        features: Sequence[torch.Tensor] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> dict[float, EvaluationResult]:
+        """Scores at each relation threshold, from one prediction at the lowest: entities do not depend on the
+        threshold, and a relation is kept at ``t`` when its score (4 decimals, as predicted) is at least ``t``."""
+        predicted = self.predict(gold, features=features, threshold=min(thresholds), batch_size=batch_size)
+        return {
+            t: self.score(
+                gold, [s.with_annotations(s.entities, [r for r in s.relations if r.score >= t]) for s in predicted]
+            )
+            for t in thresholds
+        }
 
     def score(self, gold: Sequence[Sentence], predicted: Sequence[Sentence]) -> EvaluationResult:
         """Strict and boundaries scores of predictions (this model's) against gold, over the model's labels."""

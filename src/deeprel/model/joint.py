@@ -143,6 +143,8 @@ class JointModel(nn.Module):
         """Entities from Viterbi's BIO tags; a relation between two predicted entities' last tokens
         for every type whose sigmoid score reaches the threshold."""
         threshold = self.settings.threshold if threshold is None else threshold
+        if threshold == "dev":
+            raise ValueError("the relation threshold is chosen on dev after training: pass one to predict")
         scores = self.scores(batch)
         label_ids = scores.label_ids
         marginals = self.crf.marginals(scores.emissions, batch.mask)

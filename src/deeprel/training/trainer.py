@@ -40,6 +40,7 @@ from deeprel.data.types import Sentence
 from deeprel.embeddings.chars import CharVocabulary
 from deeprel.embeddings.contextual import FeatureCache
 from deeprel.embeddings.static import candidate_keys, load_vectors
+from deeprel.evaluation.metrics import metric_name
 from deeprel.inference.predictor import Predictor
 from deeprel.model.files import ENCODER_PREFIX, build_model, save_model, static_embedding
 from deeprel.model.inputs import Labels
@@ -52,6 +53,8 @@ from deeprel.training.seeding import set_seed
 Log = Callable[[str], None]
 EpochCallback = Callable[[dict[str, Any]], None]
 SPLITS = ("train", "dev", "test", "train_dev")
+# model.threshold = "dev": the relation thresholds each epoch is scored at, the best one kept with the model.
+DEV_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 
 @dataclass
@@ -195,6 +198,8 @@ class LoopState:
     best_epoch: int = 0
     best_score: list[float] = field(default_factory=lambda: [-1.0, -1.0])
     log: list[dict[str, Any]] = field(default_factory=list)
+    best_threshold: float | None = None  # model.threshold = "dev": the best epoch's threshold
+    best_threshold_scores: dict[str, float] | None = None  # its dev early-stopping score at each threshold
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -208,6 +213,8 @@ class EpochResult:
     losses: dict[str, float]
     seconds: float
     dev_scores: dict[str, float] | None
+    dev_threshold: float | None = None  # model.threshold = "dev": the threshold dev_scores are at
+    dev_threshold_scores: dict[str, float] | None = None  # the early-stopping score at each threshold
 
 
 @dataclass
@@ -284,9 +291,27 @@ def train_epochs(
             bar.set_postfix(loss=f"{loss.item():.3f}")
         losses = {k: round(v / max(1, len(batches)), 4) for k, v in sums.items()}
         seconds = round(time.perf_counter() - started, 2)
-        scores = predictor.evaluate(dev, features=dev_features).flat() if dev is not None else None
         state.epoch = epoch
-        yield EpochResult(epoch, losses, seconds, scores)
+        if dev is None:
+            yield EpochResult(epoch, losses, seconds, None)
+        elif predictor.config.model.threshold == "dev":
+            by_threshold = {
+                t: r.flat()
+                for t, r in predictor.evaluate_thresholds(dev, DEV_THRESHOLDS, features=dev_features).items()
+            }
+            # The best early-stopping score, ties to the better NER+RE mean, then to the higher threshold.
+            best = max(by_threshold, key=lambda t: (*selection_score(by_threshold[t], training), t))
+            at_each = {str(t): by_threshold[t][training.early_stopping_metric] for t in by_threshold}
+            yield EpochResult(epoch, losses, seconds, by_threshold[best], best, at_each)
+        else:
+            yield EpochResult(epoch, losses, seconds, predictor.evaluate(dev, features=dev_features).flat())
+
+
+def selection_score(scores: dict[str, float], training: TrainingConfig) -> list[float]:
+    """What early stopping maximises: the chosen metric, ties (RE F1 is often 0 in the first epochs) going to
+    the better NER+RE micro F1 mean."""
+    strict_mean = (scores[metric_name("ner", "micro", "f1")] + scores[metric_name("re", "micro", "f1")]) / 2
+    return [scores[training.early_stopping_metric], strict_mean]
 
 
 class Trainer:
@@ -326,15 +351,23 @@ class Trainer:
         parts = (labels, static, chars)
         training = self.config.training
         dev = datasets.get("dev")
+        by_dev = self.config.model.threshold == "dev"
+        if by_dev and dev is None:
+            raise ValueError(
+                "model.threshold = 'dev' chooses the relation threshold on dev: give a dev set or a number"
+            )
         if training.protocol == "retrain":
             if training.retrain_epochs is None:
                 selection = self._fit("select", datasets.get("train"), dev, training.max_epochs, parts, resume)
                 epochs = selection["best_epoch"]
                 self.log(f"retraining on train+dev for the {epochs} epochs chosen on dev")
             else:
+                if by_dev:
+                    raise ValueError("model.threshold = 'dev' needs the selection phase: unset training.retrain_epochs")
                 selection, epochs = None, training.retrain_epochs
                 self.log(f"retraining on train+dev for {epochs} epochs (training.retrain_epochs)")
-            final = self._fit("final", datasets.get("train_dev"), None, epochs, parts, resume)
+            threshold = selection["threshold"] if by_dev else None  # the selection model's, under retrain
+            final = self._fit("final", datasets.get("train_dev"), None, epochs, parts, resume, threshold)
             final["selection"] = selection
         else:
             final = self._fit("final", datasets.get("train"), dev, training.max_epochs, parts, resume)
@@ -374,8 +407,10 @@ class Trainer:
         max_epochs: int,
         parts: tuple,
         resume: bool,
+        threshold: float | None = None,
     ) -> dict[str, Any]:
-        """Train one model; with ``dev``, keep the best epoch and stop early, else train ``max_epochs``."""
+        """Train one model; with ``dev``, keep the best epoch and stop early, else train ``max_epochs``
+        (saved with ``threshold`` when the relation threshold is chosen on dev)."""
         state_path = self.output / f"{phase}.json"
         model_dir = self.output / ("select" if phase == "select" else "model")
         if resume and state_path.exists():
@@ -418,11 +453,17 @@ class Trainer:
             if result.dev_scores is not None:
                 scores = result.dev_scores
                 row.update({f"dev_{k}": v for k, v in scores.items()})
-                # Ties on the chosen metric (RE F1 is often 0 in the first epochs) go to the better NER+RE mean.
-                score = [scores[training.early_stopping_metric], (scores["ner_micro_f1"] + scores["re_micro_f1"]) / 2]
+                if result.dev_threshold is not None:
+                    row["dev_threshold"] = result.dev_threshold
+                score = selection_score(scores, training)
                 if score > state.best_score:
                     state.best_score, state.best_epoch = score, epoch
-                    save_model(model, featurizer, config, model_dir, self._meta(model, phase, epoch, score[0], train))
+                    state.best_threshold, state.best_threshold_scores = (
+                        result.dev_threshold,
+                        result.dev_threshold_scores,
+                    )
+                    saved = _with_threshold(config, result.dev_threshold)
+                    save_model(model, featurizer, saved, model_dir, self._meta(model, phase, epoch, score[0], train))
                 self.log(
                     f"epoch {epoch}: loss {losses['loss']:.3f}, dev NER {scores['ner_micro_f1']:.2f}"
                     f" RE {scores['re_micro_f1']:.2f} (micro F1), best epoch {state.best_epoch}"
@@ -441,7 +482,14 @@ class Trainer:
                 self.log(f"no dev improvement for {training.patience} epochs: stopping")
                 break
         if dev is None:
-            save_model(model, featurizer, config, model_dir, self._meta(model, phase, state.epoch, None, train))
+            saved = _with_threshold(config, threshold)
+            save_model(model, featurizer, saved, model_dir, self._meta(model, phase, state.epoch, None, train))
+        elif state.best_threshold is not None:
+            shown = ", ".join(f"{t}: {v:.2f}" for t, v in (state.best_threshold_scores or {}).items())
+            self.log(
+                f"relation threshold chosen on dev: {state.best_threshold}"
+                f" (dev {training.early_stopping_metric} of epoch {state.best_epoch} at each threshold: {shown})"
+            )
         summary = {
             "phase": phase,
             "best_epoch": state.best_epoch,
@@ -451,6 +499,9 @@ class Trainer:
             "train_seconds": round(sum(r["seconds"] for r in state.log), 2),
             "train_documents": len(train),
         }
+        if config.model.threshold == "dev":
+            summary["threshold"] = state.best_threshold if dev is not None else threshold
+            summary["dev_scores_by_threshold"] = state.best_threshold_scores
         _write_json_atomic(state_path, summary)
         shutil.rmtree(checkpoint, ignore_errors=True)
         return summary
@@ -477,6 +528,11 @@ class Trainer:
         rows_all = [r for r in previous if r["phase"] != phase] + rows
         write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in rows_all))
         plot_learning_curve(rows_all, self.output / "learning_curve.png")
+
+
+def _with_threshold(config: Config, threshold: float | None) -> Config:
+    """The configuration a model is saved with: a threshold chosen on dev replaces ``"dev"``."""
+    return config if threshold is None else config.with_overrides({"model.threshold": threshold})
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
