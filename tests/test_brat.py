@@ -174,7 +174,7 @@ def test_an_entity_edge_inside_a_token_splits_it_or_widens_the_entity() -> None:
     assert split.sentences[0].tokens[:2] == ("Washington", "ians")
     assert [split.span_text(split.sentences[0], e) for e in split.sentences[0].entities] == ["Washington", "Mary"]
     losses = Losses()
-    snapped = align(text, entities, id="d", boundaries="snap", losses=losses)
+    snapped = align(text, entities, id="d", options=AnnotationOptions(boundaries="snap"), losses=losses)
     assert snapped.sentences[0].tokens[0] == "Washingtonians"
     assert snapped.span_text(snapped.sentences[0], snapped.sentences[0].entities[0]) == "Washingtonians"
     assert losses.counts["entity_snapped_to_tokens"] == 1
@@ -190,7 +190,7 @@ def test_a_relation_across_sentences_is_counted_or_its_sentences_kept_together()
     apart = align(text, entities, relations, id="d", losses=losses)
     assert len(apart.sentences) == 2 and not any(s.relations for s in apart.sentences)
     assert losses.counts["relation_across_sentences"] == 1
-    together = align(text, entities, relations, id="d", join_related=True)
+    together = align(text, entities, relations, id="d", options=AnnotationOptions(join_related=True))
     assert len(together.sentences) == 1 and len(together.sentences[0].relations) == 1
     entities_back, relations_back = char_annotations(together)
     assert [(e.start, e.end) for e in entities_back] == [(0, 3), (14, 17)] and relations_back[0].head == "T2"

@@ -124,9 +124,7 @@ def align(
     *,
     id: str = "",
     tokenizer: Tokenizer | None = None,
-    boundaries: Boundaries = "split",
-    join_related: bool = False,
-    sentences: SentenceSplit = "spacy",
+    options: AnnotationOptions | None = None,
     metadata: Mapping[str, Any] | None = None,
     losses: Losses | None = None,
 ) -> Document:
@@ -135,8 +133,9 @@ def align(
     Entities must lie inside the text (readers check that, naming the file); ``losses`` collects what could
     not be represented."""
     tokenizer = tokenizer or Tokenizer()
+    options = options or AnnotationOptions()
     losses = losses if losses is not None else Losses()
-    tokens, sentence_of = _tokens(text, entities, tokenizer, boundaries, sentences)
+    tokens, sentence_of = _tokens(text, entities, tokenizer, options.boundaries, options.sentences)
     starts = [start for start, _ in tokens]
     spans: dict[str, tuple[int, int]] = {}  # entity id -> token range [first, last + 1)
     for entity in entities:
@@ -173,7 +172,7 @@ def align(
             continue
         head, tail = spans[relation.head], spans[relation.tail]
         if groups[sentence_of[head[0]]] != groups[sentence_of[tail[0]]]:
-            if not join_related:
+            if not options.join_related:
                 losses.add("relation_across_sentences", f"{id}: {relation.id or relation.type}")
                 continue
             join(min(head[0], tail[0]), max(head[1], tail[1]) - 1)

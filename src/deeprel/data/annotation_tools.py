@@ -154,9 +154,7 @@ def _doccano_document(
         relations,
         id=doc_id,
         tokenizer=tokenizer,
-        boundaries=options.boundaries,
-        join_related=options.join_related,
-        sentences=options.sentences,
+        options=options,
         metadata=metadata,
         losses=losses,
     )
@@ -266,9 +264,7 @@ def _label_studio_document(
         relations,
         id=doc_id,
         tokenizer=tokenizer,
-        boundaries=options.boundaries,
-        join_related=options.join_related,
-        sentences=options.sentences,
+        options=options,
         metadata={"data": task["data"]},
         losses=losses,
     )

@@ -70,9 +70,7 @@ def read_brat(
             relations,
             id=doc_id,
             tokenizer=tokenizer,
-            boundaries=options.boundaries,
-            join_related=options.join_related,
-            sentences=options.sentences,
+            options=options,
             metadata={"source": str(txt), **metadata},
             losses=losses,
         )
