@@ -174,6 +174,35 @@ def test_predictions_go_back_to_the_tools_with_scores(trained_run: Path, data_di
     assert record["text"] == TEXT and all("score" in e for e in record["entities"])
     [brat] = read_documents(tmp_path / "pre-brat")
     assert brat.text == TEXT
+    # deeprel extract writes the same for the tools, from its finished JSONL.
+    texts = tmp_path / "texts.txt"
+    texts.write_text(TEXT + "\nMary met Bob.\n", encoding="utf-8")
+    answer = runner.invoke(
+        main,
+        [
+            "extract",
+            model,
+            str(texts),
+            "-o",
+            str(tmp_path / "x.jsonl"),
+            "--workers",
+            "1",
+            "--quiet",
+            "--format",
+            "label-studio",
+            "--export",
+            str(tmp_path / "x-ls.json"),
+        ],
+    )
+    assert answer.exit_code == 0, answer.output
+    exported = json.loads((tmp_path / "x-ls.json").read_text())
+    assert [t["data"]["text"] for t in exported] == [TEXT, "Mary met Bob."]
+    assert (
+        runner.invoke(
+            main, ["extract", model, str(texts), "-o", str(tmp_path / "y.jsonl"), "--format", "brat"]
+        ).exit_code
+        == 2
+    )
     # Predictions written by deeprel predict read back as documents, e.g. to convert them to a tool's format.
     runner.invoke(main, ["predict", model, str(source), "--output", str(tmp_path / "out.jsonl")])
     [from_records] = read_documents(tmp_path / "out.jsonl")

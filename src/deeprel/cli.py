@@ -774,6 +774,17 @@ def render(
 @click.option("--threshold", type=float, help="Relation threshold (default: the model's).")
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(["jsonl", "brat", "doccano", "label-studio"]),
+    default="jsonl",
+    show_default=True,
+    help="Also write the finished output for an annotation tool (pre-annotations), to --export.",
+)
+@click.option(
+    "--export", "export_path", type=click.Path(path_type=Path), help="Where --format writes (file or folder)."
+)
 def extract(
     model_dir: Path,
     input_path: Path,
@@ -786,9 +797,15 @@ def extract(
     threshold: float | None,
     overwrite: bool,
     quiet: bool,
+    export_format: str,
+    export_path: Path | None,
 ) -> None:
-    """Extract from a large JSONL or text file, one document per line, into JSONL; rerun to resume."""
+    """Extract from a large JSONL or text file, one document per line, into JSONL; rerun to resume. With
+    --format brat|doccano|label-studio, the finished JSONL is also written for that tool to --export."""
     from deeprel.extract import extract_file
+
+    if (export_format != "jsonl") != (export_path is not None):
+        raise click.UsageError("--format brat|doccano|label-studio and --export go together")
 
     summary = extract_file(
         model_dir,
@@ -804,6 +821,12 @@ def extract(
         progress=not quiet,
     )
     click.echo(summary.format())
+    if export_path is not None:
+        from deeprel.data.readers import read_documents, write_documents
+
+        documents = read_documents(output, "extraction")  # the whole output, as documents with predictions
+        write_documents(documents, export_path, export_format)
+        click.echo(f"{export_path}: {len(documents):,} documents ({export_format})")
 
 
 @main.command()
