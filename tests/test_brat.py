@@ -127,6 +127,7 @@ def test_crlf_counts_as_one_character_and_the_text_is_copied_unchanged(tmp_path:
     ("ann", "message"),
     [
         ("X1\tPeop 0 3\tAnn\n", r"d\.ann:1 \(doc_id d\): unknown annotation line kind 'X1'"),
+        ("\tPeop 0 3\tAnn\n", r"d\.ann:1 \(doc_id d\): unknown annotation line kind ''"),  # no id
         (
             "T1\tPeop 0 3\tAnn\nT1\tPeop 4 7\tmet\n",
             r"d\.ann:2 \(doc_id d\): the id T1 is used twice \(first on line 1\)",

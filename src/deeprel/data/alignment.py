@@ -95,12 +95,6 @@ class Losses:
         if len(kept) < EXAMPLES_KEPT:
             kept.append(where)
 
-    def update(self, other: Losses) -> None:
-        for kind, count in other.counts.items():
-            self.counts[kind] += count
-            kept = self.examples.setdefault(kind, [])
-            kept.extend(other.examples.get(kind, [])[: EXAMPLES_KEPT - len(kept)])
-
     def __bool__(self) -> bool:
         return bool(self.counts)
 
@@ -115,6 +109,18 @@ class Losses:
             f"{kind}: {self.counts[kind]}" + (f" (e.g. {self.examples[kind][0]})" if self.examples.get(kind) else "")
             for kind in sorted(self.counts)
         )
+
+
+def span_problem(text: str, fragments: Sequence[tuple[int, int]], expected: str | None) -> str | None:
+    """What is wrong with a span of ``text`` as an annotation tool gives it: a fragment outside the text, or
+    its text (fragments joined by a space, as BRAT writes them) not the ``expected`` one; None when fine."""
+    for start, end in fragments:
+        if not 0 <= start < end <= len(text):
+            return f"offsets [{start}, {end}) are outside the text ({len(text)} characters)"
+    found = " ".join(text[start:end] for start, end in fragments)
+    if expected is not None and found != expected:
+        return f"the text at [{fragments[0][0]}, {fragments[-1][1]}) is {found!r}, the annotation says {expected!r}"
+    return None
 
 
 def align(
@@ -186,18 +192,16 @@ def _tokens(
 ) -> tuple[list[tuple[int, int]], list[int]]:
     """Token character ranges in text order and the sentence each belongs to; with ``split``, tokens are cut
     at every entity boundary inside them."""
-    document = tokenizer.document(text)
+    runs = [sentence.offsets or () for sentence in tokenizer.document(text).sentences]
     if split == "lines":  # every line its own sentence, whatever the sentencizer thinks
         newlines = [i for i, character in enumerate(text) if character == "\n"]
-        flat = [offset for sentence in document.sentences for offset in sentence.offsets or ()]
-        lines = [bisect.bisect_left(newlines, start) for start, _ in flat]
-        runs = _runs(flat, lines)
-        document = Document(document.id, text, tuple(Sentence((), offsets=tuple(run)) for run in runs))
+        flat = [offset for run in runs for offset in run]
+        runs = _runs(flat, [bisect.bisect_left(newlines, start) for start, _ in flat])
     cuts = sorted({e.start for e in entities} | {e.end for e in entities}) if boundaries == "split" else []
     tokens: list[tuple[int, int]] = []
     sentence_of: list[int] = []
-    for number, sentence in enumerate(document.sentences):
-        for start, end in sentence.offsets or ():
+    for number, run in enumerate(runs):
+        for start, end in run:
             inside = cuts[bisect.bisect_right(cuts, start) : bisect.bisect_left(cuts, end)]
             for piece_start, piece_end in zip([start, *inside], [*inside, end]):
                 # A cut may leave whitespace at a piece's edge (an entity that starts or ends with a space).
@@ -232,11 +236,12 @@ def _document(
     metadata: Mapping[str, Any] | None,
 ) -> Document:
     """Sentences from the token groups, each with its entities (in the order given) and relations."""
-    firsts: dict[int, int] = {}
+    firsts: dict[int, int] = {}  # groups are runs of consecutive tokens, in text order
+    ends: dict[int, int] = {}
     for index, group in enumerate(group_of_token):
         firsts.setdefault(group, index)
-    order = sorted(firsts, key=firsts.get)
-    ends = {group: max(i for i, g in enumerate(group_of_token) if g == group) + 1 for group in order}
+        ends[group] = index + 1
+    order = list(firsts)
     single = len(order) == 1
     sentences = []
     relations = list(relations)

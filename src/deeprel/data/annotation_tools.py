@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from deeprel.atomic import write_text_atomically
-from deeprel.data.alignment import AnnotationOptions, CharEntity, CharRelation, Losses, align, char_annotations
+from deeprel.data.alignment import (
+    AnnotationOptions,
+    CharEntity,
+    CharRelation,
+    Losses,
+    align,
+    char_annotations,
+    span_problem,
+)
 from deeprel.data.text import Tokenizer
 from deeprel.data.types import DataError, Document, DocumentError
 
@@ -49,12 +57,8 @@ def _fit_offsets(
     else read as UTF-16 units when that fits every span; else a :class:`DataError` naming the first bad one."""
 
     def problem(pairs: list[tuple[int, int]]) -> str | None:
-        for (start, end), (_, _, expected) in zip(pairs, spans):
-            if not 0 <= start < end <= len(text):
-                return f"offsets [{start}, {end}) are outside the text ({len(text)} characters)"
-            if expected is not None and text[start:end] != expected:
-                return f"the text at [{start}, {end}) is {text[start:end]!r}, the annotation says {expected!r}"
-        return None
+        found = (span_problem(text, [pair], expected) for pair, (_, _, expected) in zip(pairs, spans))
+        return next((p for p in found if p), None)
 
     def cuts_words(pairs: list[tuple[int, int]]) -> bool:
         """Whether an edge falls inside a word: with no span texts to compare (doccano), the sign of an
@@ -67,10 +71,10 @@ def _fit_offsets(
 
     given = [(start, end) for start, end, _ in spans]
     first = problem(given)
-    mapping = _utf16_to_code_points(text)
-    astral = len(mapping) - 1 != len(text)
+    astral = any(ord(character) > 0xFFFF for character in text)  # only then can UTF-16 offsets differ
     if first is None and not (astral and all(t is None for *_, t in spans) and cuts_words(given)):
         return given
+    mapping = _utf16_to_code_points(text) if astral else []
     if astral and all(0 <= s < e < len(mapping) for s, e in given):
         converted = [(mapping[s], mapping[e]) for s, e in given]
         if problem(converted) is None and not cuts_words(converted):

@@ -352,12 +352,17 @@ def iter_documents(
 
 
 def _first_array_item_has(path: Path, key: str) -> bool:
-    """Whether the first object of a JSON array file has ``key`` (the file is parsed; it is an export)."""
+    """Whether the first object of a JSON array file has ``key``; only that object is parsed (the reader parses
+    the whole file once after)."""
+    text = _read_text(path)
+    start = text.index("[") + 1
+    while start < len(text) and text[start].isspace():
+        start += 1
     try:
-        data = json.loads(_read_text(path))
+        first, _ = json.JSONDecoder().raw_decode(text, start)
     except json.JSONDecodeError:
-        return False
-    return isinstance(data, list) and bool(data) and isinstance(data[0], dict) and key in data[0]
+        return False  # an empty array, or broken JSON: the SpERT reader names the problem
+    return isinstance(first, dict) and key in first
 
 
 def read_documents(
