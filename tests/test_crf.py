@@ -165,3 +165,27 @@ def test_marginals_match_brute_force() -> None:
                 expected[t, k] += p[0]
         torch.testing.assert_close(marginals[b, :n], expected, rtol=1e-4, atol=1e-5)
         assert torch.all(marginals[b, n:] == 0)
+
+
+@pytest.mark.parametrize("constrained", [True, False])
+def test_forward_backward_marginals_equal_the_gradient_of_log_z_and_run_under_inference_mode(constrained: bool) -> None:
+    """Marginals are the gradient of log Z with respect to the emissions; forward-backward computes the same
+    without autograd, for sentences of every length in one padded batch."""
+    torch.manual_seed(5)
+    crf = LinearChainCRF(len(BIO_TAGS), bio_transition_mask(BIO_TAGS))
+    crf.constrained = constrained
+    with torch.no_grad():
+        for parameter in crf.parameters():
+            parameter.normal_()
+    lengths = [7, 1, 4, 6, 2]
+    emissions, mask = random_batch(len(BIO_TAGS), lengths)
+    emissions = emissions * 3
+    leaf = emissions.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(crf.log_partition(leaf, mask).sum(), leaf)
+    with torch.inference_mode():
+        marginals = crf.marginals(emissions, mask)
+    torch.testing.assert_close(marginals, gradient * mask.unsqueeze(2), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(marginals.sum(dim=2), mask.float())
+    paths, _ = crf.viterbi_tags(emissions, mask)
+    assert [row[:n] for row, n in zip(paths.tolist(), lengths, strict=True)] == crf.viterbi(emissions, mask).paths
+    assert torch.all(paths[~mask] == 0)

@@ -135,3 +135,70 @@ def test_a_higher_threshold_never_adds_relations(monkeypatch) -> None:
         counts.append(sum(map(len, found)))
     # Scores start near the 1% prior, so the low thresholds keep every ordered pair and the high ones none.
     assert counts[0] == 2 * len(SENTENCES) and counts[-1] == 0
+
+
+def _loop_decoding(
+    probabilities: torch.Tensor, entities: list[Entity], kinds: tuple[str, ...], threshold: float
+) -> list[Relation]:
+    """The decoder as it was before it was vectorised: a Python loop over pairs x types."""
+    relations = []
+    for h, head in enumerate(entities):
+        for t, tail in enumerate(entities):
+            if h == t:
+                continue
+            pair = probabilities[head.last, tail.last]
+            for r, kind in enumerate(kinds):
+                if pair[r] >= threshold:
+                    relations.append(Relation(kind, h, t, score=round(float(pair[r]), 4)))
+    return relations
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_vectorised_relation_decoding_equals_the_loop_exactly(seed: int) -> None:
+    model, _ = _model()
+    model.labels = Labels(("Org", "Peop"), ("Kill", "Live_In", "Work_For"))  # three types, read by name only
+    generator = torch.Generator().manual_seed(seed)
+    length = 30
+    probabilities = torch.rand(length, length, 3, generator=generator)
+    probabilities[probabilities > 0.7] = 0.7  # ties at the threshold: >= keeps them in both
+    starts = sorted(torch.randperm(length, generator=generator)[: 2 + seed * 3].tolist())
+    entities = [Entity("Peop", s, s + 1) for s in starts]
+    for threshold in (0.0, 0.05, 0.5, 0.7, 0.9):
+        vectorised = model._relations(probabilities, entities, threshold)
+        expected = _loop_decoding(probabilities, entities, model.labels.relation_types, threshold)
+        assert [(r.type, r.head, r.tail, r.score) for r in vectorised] == [
+            (r.type, r.head, r.tail, r.score) for r in expected
+        ]
+    assert model._relations(probabilities, entities[:1], 0.0) == []
+
+
+def test_predict_equals_the_loop_decoder_with_autograd_marginals() -> None:
+    """predict (inference mode, forward-backward marginals, vectorised relations) against the old way:
+    the same entities and relations, entity scores within 1e-4 of the gradient-of-log-Z marginals."""
+    model, featurizer = _model(seed=2)
+    batch = featurizer.batch(SENTENCES, targets=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(15):  # far enough for the tagger to find entities, not for it to be sure of them
+        optimizer.zero_grad()
+        model.loss(batch, lambda_re=5.0)[0].backward()
+        optimizer.step()
+    model.eval()
+    predicted = model.predict(batch, threshold=0.001)
+    lean = model.predict(batch, threshold=0.001, entity_scores=False)
+    with torch.no_grad():
+        scores = model.scores(batch)
+    emissions = scores.emissions.clone().requires_grad_(True)
+    (marginals,) = torch.autograd.grad(model.crf.log_partition(emissions, batch.mask).sum(), emissions)
+    probabilities = torch.sigmoid(scores.relation_logits)
+    for b, (entities, relations) in enumerate(predicted):
+        assert [(e.type, e.start, e.end) for e in entities] == [(e.type, e.start, e.end) for e in lean[b][0]]
+        assert all(e.score is None for e in lean[b][0]) and lean[b][1] == relations
+        for e in entities:
+            tags = scores.label_ids[b, e.start : e.end, None]
+            assert e.score == pytest.approx(float(marginals[b, e.start : e.end].gather(1, tags).min()), abs=1e-4)
+        expected = _loop_decoding(probabilities[b], entities, model.labels.relation_types, 0.001)
+        assert len(entities) >= 2
+        assert [(r.type, r.head, r.tail, r.score) for r in relations] == [
+            (r.type, r.head, r.tail, r.score) for r in expected
+        ]
+    assert sum(len(relations) for _, relations in predicted) > len(SENTENCES)

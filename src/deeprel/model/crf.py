@@ -89,13 +89,19 @@ class LinearChainCRF(nn.Module):
 
     def log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
         """log Z per sentence, [B], by the forward algorithm."""
+        alpha = self._forward(emissions, mask)[-1]
+        return torch.logsumexp(alpha + self.end, dim=1)
+
+    def _forward(self, emissions: Tensor, mask: Tensor) -> list[Tensor]:
+        """alpha_t [B, K] for every step t: log-sum of the scores of all paths ending in each tag at t.
+        At padded steps alpha stays as it was, so the last one is every sentence's own last alpha."""
         start, transitions = self._scores()
-        alpha = start + emissions[:, 0]  # [B, K]
+        alphas = [start + emissions[:, 0]]  # [B, K]
         for t in range(1, emissions.size(1)):
             # [B, K_prev, 1] + [K_prev, K] + [B, 1, K] -> sum out the previous tag
-            step = torch.logsumexp(alpha.unsqueeze(2) + transitions + emissions[:, t].unsqueeze(1), dim=1)
-            alpha = torch.where(mask[:, t].unsqueeze(1), step, alpha)
-        return torch.logsumexp(alpha + self.end, dim=1)
+            step = torch.logsumexp(alphas[-1].unsqueeze(2) + transitions + emissions[:, t].unsqueeze(1), dim=1)
+            alphas.append(torch.where(mask[:, t].unsqueeze(1), step, alphas[-1]))
+        return alphas
 
     def score(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
         """Unnormalised score of the given tag sequences, [B]."""
@@ -123,6 +129,13 @@ class LinearChainCRF(nn.Module):
     @torch.no_grad()
     def viterbi(self, emissions: Tensor, mask: Tensor) -> Viterbi:
         """Best tag sequence per sentence and its score."""
+        tags, scores = self.viterbi_tags(emissions, mask)
+        lengths = mask.sum(dim=1).tolist()
+        return Viterbi([path[:n] for path, n in zip(tags.tolist(), lengths, strict=True)], scores)
+
+    @torch.no_grad()
+    def viterbi_tags(self, emissions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The best paths as one tensor [B, T] (tag 0 at padded steps) and their scores [B]."""
         start, transitions = self._scores()
         batch, length, k = emissions.shape
         delta = start + emissions[:, 0]  # [B, K]
@@ -140,13 +153,23 @@ class LinearChainCRF(nn.Module):
         for pointers in reversed(backpointers):
             tag = pointers.gather(1, tag.unsqueeze(1)).squeeze(1)
             reversed_path.append(tag)
-        paths = torch.stack(reversed_path[::-1], dim=1).tolist()  # [B, T]
-        lengths = mask.sum(dim=1).tolist()
-        return Viterbi([path[:n] for path, n in zip(paths, lengths, strict=True)], scores)
+        return torch.stack(reversed_path[::-1], dim=1) * mask, scores
 
+    @torch.no_grad()
     def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
-        """P(tag_t = k | sentence), [B, T, K]: the gradient of log Z with respect to the emissions."""
-        with torch.enable_grad():
-            emissions = emissions.detach().requires_grad_(True)
-            (gradient,) = torch.autograd.grad(self.log_partition(emissions, mask).sum(), emissions)
-        return gradient * mask.unsqueeze(2)
+        """P(tag_t = k | sentence), [B, T, K] (zero at padded steps), by the forward-backward algorithm:
+        exp(alpha_t + beta_t - log Z), with no autograd graph, so it also runs under ``inference_mode``."""
+        _, transitions = self._scores()
+        alphas = self._forward(emissions, mask)
+        log_z = torch.logsumexp(alphas[-1] + self.end, dim=1)  # [B]
+        # beta_t [B, K]: log-sum of the scores of all continuations after tag k at t, the end score included.
+        # For a sentence of n tokens beta_t = end for every t >= n - 1 (steps t + 1 that are padding).
+        beta = self.end.expand_as(alphas[-1])
+        betas = [beta]
+        for t in range(emissions.size(1) - 2, -1, -1):
+            # [K, K_next] + [B, 1, K_next] -> sum out the next tag
+            step = torch.logsumexp(transitions + (emissions[:, t + 1] + beta).unsqueeze(1), dim=2)
+            beta = torch.where(mask[:, t + 1].unsqueeze(1), step, beta)
+            betas.append(beta)
+        log_marginals = torch.stack(alphas, dim=1) + torch.stack(betas[::-1], dim=1) - log_z[:, None, None]
+        return log_marginals.exp() * mask.unsqueeze(2)

@@ -124,11 +124,8 @@ class JointModel(nn.Module):
         return Scores(emissions, label_ids, self.scorer(relation_input))
 
     def decode_tags(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        paths = self.crf.viterbi(emissions, mask).paths
-        label_ids = torch.zeros(mask.shape, dtype=torch.long, device=mask.device)
-        for b, path in enumerate(paths):
-            label_ids[b, : len(path)] = torch.tensor(path, device=mask.device)
-        return label_ids
+        """Viterbi's tags [B, T] (0, the "O" tag's index, at padded positions)."""
+        return self.crf.viterbi_tags(emissions, mask)[0]
 
     def loss(self, batch: Batch, lambda_re: float) -> tuple[torch.Tensor, dict[str, float]]:
         """L = L_NER (CRF negative log-likelihood) + lambda_RE * L_RE (masked binary cross-entropy)."""
@@ -138,42 +135,58 @@ class JointModel(nn.Module):
         total = ner + lambda_re * re
         return total, {"ner_loss": ner.item(), "re_loss": re.item()}
 
-    @torch.no_grad()
-    def predict(self, batch: Batch, threshold: float | None = None) -> list[tuple[list[Entity], list[Relation]]]:
+    @torch.inference_mode()
+    def predict(
+        self, batch: Batch, threshold: float | None = None, entity_scores: bool = True
+    ) -> list[tuple[list[Entity], list[Relation]]]:
         """Entities from Viterbi's BIO tags; a relation between two predicted entities' last tokens
-        for every type whose sigmoid score reaches the threshold."""
+        for every type whose sigmoid score reaches the threshold, in (head, tail, type) order.
+
+        ``entity_scores``: each entity's score is the smallest CRF marginal probability of its decoded tags
+        (one forward-backward pass over the batch); without, entities have no score and that pass is skipped.
+        """
         threshold = self.settings.threshold if threshold is None else threshold
         if threshold == "dev":
             raise ValueError("the relation threshold is chosen on dev after training: pass one to predict")
         scores = self.scores(batch)
         label_ids = scores.label_ids
-        marginals = self.crf.marginals(scores.emissions, batch.mask)
-        probabilities = torch.sigmoid(scores.relation_logits).cpu()
+        # The probability of each decoded tag, [B, T]: one gather, then plain Python numbers per span.
+        tag_probabilities = (
+            self.crf.marginals(scores.emissions, batch.mask).gather(2, label_ids.unsqueeze(2)).squeeze(2).tolist()
+            if entity_scores
+            else None
+        )
+        probabilities = torch.sigmoid(scores.relation_logits).cpu()  # read sentence by sentence below
         tags = self.labels.tags
+        tag_rows = label_ids.tolist()
         results = []
-        for b in range(len(batch.tokens)):
-            length = len(batch.tokens[b])
-            spans = spans_from_bio([tags[i] for i in label_ids[b, :length].tolist()])
+        for b, tokens in enumerate(batch.tokens):
+            spans = spans_from_bio([tags[i] for i in tag_rows[b][: len(tokens)]])
             entities = [
-                Entity(e.type, e.start, e.end, score=_span_confidence(marginals[b], label_ids[b], e)) for e in spans
+                Entity(
+                    e.type,
+                    e.start,
+                    e.end,
+                    score=None if tag_probabilities is None else round(min(tag_probabilities[b][e.start : e.end]), 4),
+                )
+                for e in spans
             ]
-            relations = []
-            for h, head in enumerate(entities):
-                for t, tail in enumerate(entities):
-                    if h == t:
-                        continue
-                    pair = probabilities[b, head.last, tail.last]
-                    for r, kind in enumerate(self.labels.relation_types):
-                        if pair[r] >= threshold:
-                            relations.append(Relation(kind, h, t, score=round(float(pair[r]), 4)))
-            results.append((entities, relations))
+            results.append((entities, self._relations(probabilities[b], entities, threshold)))
         return results
+
+    def _relations(self, probabilities: torch.Tensor, entities: list[Entity], threshold: float) -> list[Relation]:
+        """The relations among a sentence's entities: ``probabilities`` [T, T, R] read at every ordered pair of
+        the entities' last tokens at once; ``nonzero`` lists the hits in (head, tail, type) order."""
+        if len(entities) < 2:
+            return []
+        last = torch.tensor([e.last for e in entities])
+        pairs = probabilities[last][:, last]  # [E, E, R]
+        hits = (pairs >= threshold) & ~torch.eye(len(entities), dtype=torch.bool).unsqueeze(2)
+        found = hits.nonzero().tolist()
+        values = pairs[hits].tolist()
+        kinds = self.labels.relation_types
+        return [Relation(kinds[r], h, t, score=round(v, 4)) for (h, t, r), v in zip(found, values, strict=True)]
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
-
-def _span_confidence(marginals: torch.Tensor, label_ids: torch.Tensor, entity: Entity) -> float:
-    """The smallest CRF marginal probability of the span's decoded tags: how sure the tagger is of it."""
-    probabilities = marginals[entity.start : entity.end].gather(1, label_ids[entity.start : entity.end, None])
-    return round(float(probabilities.min()), 4)
