@@ -22,7 +22,9 @@ def model(trained_run: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def extractor(model: Path) -> Extractor:
-    return deeprel.load(model, device="cpu", num_threads=1)
+    # fp32 here and in run(): under bf16 a sentence's scores move by up to ~0.01 with the batch it shares
+    # (its padding), and these tests compare extract's batching with the API's.
+    return deeprel.load(model, device="cpu", num_threads=1, precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,7 @@ class CountingExtractor:
 
 
 def run(model: Path, source: Path, output: Path, **options) -> ExtractSummary:
+    options.setdefault("precision", "fp32")
     return extract_file(model, source, output, workers=options.pop("workers", 1), progress=False, **options)
 
 
@@ -226,7 +229,9 @@ def test_on_error_stop_names_the_line_and_exits_2(model, texts, tmp_path) -> Non
         run(model, source, output, on_error="stop")
     assert [r["line"] for r in records(output)] == [1]  # what came before the bad line is kept
     result = CliRunner().invoke(
-        main, ["extract", str(model), str(source), "-o", str(output), "--on-error", "stop", "--workers", "1"]
+        main,
+        ["extract", str(model), str(source), "-o", str(output), "--on-error", "stop", "--workers", "1"]
+        + ["--precision", "fp32"],  # as run() wrote it: the state file must match to resume
     )
     assert result.exit_code == 2
     assert "error:" in result.stderr and f"{source}: line 2: invalid JSON" in result.stderr
@@ -242,6 +247,11 @@ def test_a_mismatched_resume_is_refused(model, texts, tmp_path) -> None:
         run(model, source, output, threshold=0.3)
     with pytest.raises(DataError, match="input format: text before, jsonl now"):
         run(model, source, output, input_format="jsonl")
+    with pytest.raises(DataError, match="precision: fp32 before, bf16 now"):
+        run(model, source, output, precision="bf16")
+    with pytest.raises(DataError, match="entity scores: True before, False now"):
+        run(model, source, output, entity_scores=False)
+    assert json.loads(state_path(output).read_text())["precision"] == "fp32"
     moved = tmp_path / "moved.txt"
     shutil.copy(source, moved)
     assert run(model, moved, output).resumed_after == 4  # the same content elsewhere resumes
@@ -301,7 +311,7 @@ def test_predict_and_extract_write_the_same_record_for_a_text_file(model, texts,
     result = CliRunner().invoke(
         main,
         ["predict", str(model), str(source), "--output", str(predicted), "--batch-size", "32"]
-        + ["--device", "cpu", "--num-threads", "1"],
+        + ["--device", "cpu", "--num-threads", "1", "--precision", "fp32"],
     )
     assert result.exit_code == 0, result.output
     from_predict, from_extract = records(predicted), records(extracted)

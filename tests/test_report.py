@@ -225,15 +225,21 @@ def test_benchmark_sections_read_every_file_of_a_pattern_in_natural_order(result
             "sentences_per_s": 11.0,
             "latency_ms": {"p50": 50.0, "p99": 99.4},
             "errors": 0,
-            "rss_mib": {"before": 500.0, "after": 600.4},
+            "workers": 2,
+            "rss_mib": {
+                "before": 500.0,
+                "after": 600.4,
+                "workers_before": [250.0, 250.0],
+                "workers_after": [300.0, 300.4],
+            },
             "command": f"python benchmarks/load_test.py m --concurrency {concurrency}",
         }
 
     for concurrency in (32, 8):
         (results_dir / f"load_test_c{concurrency}.json").write_text(json.dumps(run(concurrency)), encoding="utf-8")
     page = render_report(results_dir)
-    c8 = page.index("| m | 8 | 100 | 80.0 | 11.0 | 50 | 99 | 0 | 500 → 600 |")
-    c32 = page.index("| m | 32 | 100 | 320.0 | 11.0 | 50 | 99 | 0 | 500 → 600 |")
+    c8 = page.index("| m | 2 | 8 | 100 | 80.0 | 11.0 | 50 | 99 | 0 | 500 → 600 | 300 / 300 |")
+    c32 = page.index("| m | 2 | 32 | 100 | 320.0 | 11.0 | 50 | 99 | 0 | 500 → 600 | 300 / 300 |")
     assert c8 < c32
     assert "[results/load_test_c8.json](results/load_test_c8.json), [results/load_test_c32.json]" in page
 

@@ -1,4 +1,5 @@
-"""The HTTP service: request validation, limits, batching of concurrent requests, errors, the model's page."""
+"""The HTTP service: request validation, limits, batching of concurrent requests, errors, the model's page,
+the API key."""
 
 import asyncio
 import json
@@ -12,12 +13,14 @@ import pytest
 from click.testing import CliRunner
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 import deeprel
 from deeprel.api import ExtractedEntity, ExtractedSentence, Extraction, Extractor
 from deeprel.cli import main
 from deeprel.data.types import Document
 from deeprel.serving import ServeSettings, create_app
+from deeprel.serving.auth import configured_api_key
 
 SENTENCE = "In 1752, flagmaker Betsy Ross was born in Philadelphia."
 LIMITS = ServeSettings(max_body_bytes=20_000, max_text_chars=2_000, max_texts=4, batch_size=64, max_wait_ms=20)
@@ -25,7 +28,9 @@ LIMITS = ServeSettings(max_body_bytes=20_000, max_text_chars=2_000, max_texts=4,
 
 @pytest.fixture(scope="module")
 def extractor(trained_run: Path) -> Extractor:
-    return deeprel.load(trained_run / "model", device="cpu")
+    # fp32: under bf16 a sentence's scores move by up to ~0.01 with the batch it shares (its padding), and
+    # these tests compare batched answers with one-by-one ones.
+    return deeprel.load(trained_run / "model", device="cpu", precision="fp32")
 
 
 @pytest.fixture()
@@ -148,17 +153,22 @@ def test_model_describes_the_loaded_model(client: TestClient, extractor: Extract
         "relation_types": ["Kill", "Live_In", "Located_In", "OrgBased_In", "Work_For"],
         "threshold": 0.5,  # configs/tiny.toml
         "device": "cpu",
+        "precision": "fp32",
         "meta": as_json(extractor.meta),
+        "workers": 1,
     }
     assert info["meta"]["train_documents"] == 60
 
 
 def test_a_model_directory_is_loaded_with_the_settings(trained_run: Path) -> None:
-    settings = ServeSettings(threshold=0.8, device="cpu", num_threads=2)
+    settings = ServeSettings(threshold=0.8, device="cpu", num_threads=2, precision="bf16", entity_scores=False)
     with TestClient(create_app(trained_run / "model", settings)) as client:
         info = client.get("/model").json()
         response = client.post("/extract", json={"text": SENTENCE})
     assert (info["name"], info["threshold"]) == (trained_run.name, 0.8)  # RUN/model is named after RUN
+    assert info["precision"] == "bf16"
+    assert response.json()["results"][0]["entities"]
+    assert all(entity["score"] is None for entity in response.json()["results"][0]["entities"])
     assert all(relation["score"] >= 0.8 for relation in response.json()["results"][0]["relations"])
 
 
@@ -332,3 +342,98 @@ def test_serve_fails_fast_on_a_bad_model_directory(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["serve", str(tmp_path / "missing"), "--port", "0"])
     assert result.exit_code == 2
     assert f"error: {tmp_path / 'missing'}: no such model directory" in result.output
+
+
+def test_serve_with_several_workers_fails_fast_on_a_bad_model_directory(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["serve", str(tmp_path / "missing"), "--workers", "2", "--port", "0"])
+    assert result.exit_code == 2
+    assert f"error: {tmp_path / 'missing'}: no such model directory" in result.output
+
+
+KEY = "s3cret-Key_0123"
+
+
+@pytest.fixture()
+def keyed_client(extractor: Extractor):
+    settings = LIMITS.model_copy(update={"api_key": configured_api_key(None, {"DEEPREL_API_KEY": f" {KEY}\n"})})
+    with TestClient(create_app(extractor, settings, name="tiny"), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("headers", "detail"),
+    [
+        ({}, "this service needs an API key: Authorization: Bearer <key>"),
+        ({"Authorization": f"Bearer {KEY}x"}, "invalid API key"),
+        ({"Authorization": f"Bearer {KEY[:-1]}"}, "invalid API key"),
+        ({"Authorization": f"Basic {KEY}"}, "invalid API key"),
+        ({"Authorization": KEY}, "invalid API key"),
+    ],
+)
+def test_with_an_api_key_a_request_without_it_gets_401(
+    keyed_client: TestClient, headers: dict[str, str], detail: str
+) -> None:
+    for method, path, body in [("POST", "/extract", {"text": SENTENCE}), ("GET", "/model", None), ("GET", "/", None)]:
+        response = keyed_client.request(method, path, json=body, headers=headers)
+        assert (response.status_code, response.json()) == (401, {"detail": detail})
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert KEY not in response.text
+
+
+def test_with_an_api_key_the_right_key_is_served_and_health_is_open(
+    keyed_client: TestClient, extractor: Extractor
+) -> None:
+    for scheme in ("Bearer", "bearer"):
+        response = keyed_client.post("/extract", json={"text": SENTENCE}, headers={"Authorization": f"{scheme} {KEY}"})
+        assert response.json() == {"results": [as_json(extractor(SENTENCE).to_dict())]}
+    info = keyed_client.get("/model", headers={"Authorization": f"Bearer {KEY}"}).json()
+    assert KEY not in json.dumps(info)
+    assert keyed_client.get("/health").json() == {"status": "ok"}
+    assert keyed_client.post("/health").status_code == 401  # only GET /health is open
+
+
+def test_the_api_key_appears_in_no_repr_or_dump() -> None:
+    settings = ServeSettings(api_key=KEY)
+    assert KEY not in repr(settings) and KEY not in str(settings)
+    assert KEY not in settings.model_dump_json() and KEY not in str(settings.model_dump())
+    assert KEY in settings.model_dump_json(context={"reveal_secrets": True})  # for the worker processes only
+    with pytest.raises(ValidationError):
+        ServeSettings(api_key="")  # would let "Authorization: Bearer" alone in
+
+
+def test_the_api_key_comes_from_the_file_before_the_environment(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(f"  {KEY}\n\n", encoding="utf-8")
+    environ = {"DEEPREL_API_KEY": "from-the-environment"}
+    assert configured_api_key(key_file, environ).get_secret_value() == KEY
+    assert configured_api_key(None, environ).get_secret_value() == "from-the-environment"
+    assert configured_api_key(None, {}) is None
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "cannot read the API key: No such file or directory"),
+        (" \n", "the API key is empty"),
+        ("two words", "the API key must be printable ASCII without spaces"),
+        (b"\xff\xfe", "cannot read the API key"),
+    ],
+)
+def test_a_bad_api_key_file_is_a_usage_error_naming_it(
+    tmp_path: Path, content: str | bytes | None, reason: str
+) -> None:
+    key_file = tmp_path / "key"
+    if isinstance(content, str):
+        key_file.write_text(content, encoding="utf-8")
+    elif isinstance(content, bytes):
+        key_file.write_bytes(content)
+    result = CliRunner().invoke(main, ["serve", str(tmp_path / "model"), "--api-key-file", str(key_file)])
+    assert result.exit_code == 2
+    assert f"{key_file}: {reason}" in result.output
+    assert "no such model directory" not in result.output  # the key is checked first
+
+
+def test_an_empty_api_key_in_the_environment_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["serve", str(tmp_path / "model")], env={"DEEPREL_API_KEY": ""})
+    assert result.exit_code == 2
+    assert "$DEEPREL_API_KEY: the API key is empty" in result.output

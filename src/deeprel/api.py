@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, overload
 from deeprel.data.extraction import ExtractedEntity, ExtractedRelation, ExtractedSentence, Extraction
 from deeprel.data.text import Tokenizer, from_tokens
 from deeprel.data.types import DataError, Document
+from deeprel.runtime import DEFAULT_PRECISION, Precision
 
 if TYPE_CHECKING:
     from deeprel.inference.predictor import Predictor
@@ -30,12 +31,19 @@ __all__ = ["ExtractedEntity", "ExtractedRelation", "ExtractedSentence", "Extract
 class Extractor:
     """A loaded model, ready to extract. Build it with :func:`load` (or ``Extractor.load``)."""
 
-    def __init__(self, predictor: Predictor, batch_size: int = 32, threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        predictor: Predictor,
+        batch_size: int = 32,
+        threshold: float | None = None,
+        entity_scores: bool = True,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.predictor = predictor
         self.batch_size = batch_size
         self.threshold = threshold
+        self.entity_scores = entity_scores
         self._tokenizer = Tokenizer()
 
     @classmethod
@@ -46,16 +54,21 @@ class Extractor:
         batch_size: int = 32,
         threshold: float | None = None,
         num_threads: int | None = None,
+        precision: Precision = DEFAULT_PRECISION,
+        entity_scores: bool = True,
     ) -> Extractor:
         """Load a model directory (JSON + safetensors only). ``device``: "auto" (CUDA when present), "cpu",
-        "cuda" or "cuda:N". ``threshold`` overrides the model's relation threshold."""
+        "cuda" or "cuda:N". ``threshold`` overrides the model's relation threshold. ``precision``: the
+        encoder's, "fp32", "bf16", "int8" (CPU only) or "auto" (bf16 where the CPU does it natively, else
+        fp32). ``entity_scores=False`` leaves entities without a score and skips the pass that computes it."""
         from deeprel.inference.predictor import Predictor
         from deeprel.runtime import Runtime
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         device = Runtime(device=device, num_threads=num_threads).apply()
-        return cls(Predictor.load(path, device=device), batch_size=batch_size, threshold=threshold)
+        predictor = Predictor.load(path, device=device, precision=precision)
+        return cls(predictor, batch_size=batch_size, threshold=threshold, entity_scores=entity_scores)
 
     @property
     def entity_types(self) -> tuple[str, ...]:
@@ -73,6 +86,11 @@ class Extractor:
     @property
     def device(self) -> str:
         return str(self.predictor.device)
+
+    @property
+    def precision(self) -> str:
+        """The precision the encoder runs at: fp32, bf16 or int8."""
+        return self.predictor.precision
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -114,7 +132,9 @@ class Extractor:
     def extract_documents(self, documents: Sequence[Document]) -> list[Extraction]:
         """Documents already split into sentences (any reader's, or :class:`~deeprel.data.text.Tokenizer`'s),
         one ``Extraction`` each; every sentence needs character offsets into its document's text."""
-        predicted = self.predictor.predict_documents(documents, threshold=self.threshold, batch_size=self.batch_size)
+        predicted = self.predictor.predict_documents(
+            documents, threshold=self.threshold, batch_size=self.batch_size, entity_scores=self.entity_scores
+        )
         return [Extraction.from_document(document) for document in predicted]
 
 

@@ -25,7 +25,7 @@ from deeprel.config import (
 )
 from deeprel.extras import MissingExtraError, require
 from deeprel.reporting.results import add_result, command_line
-from deeprel.runtime import Runtime
+from deeprel.runtime import DEFAULT_PRECISION, EXTRACT_BATCH_SIZE, PRECISIONS, Runtime
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from local folders only, never a hub
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -94,6 +94,31 @@ def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
         "--num-threads", type=click.IntRange(min=1), help="torch CPU threads (default: torch's, all cores)."
     )(command)
     return click.option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N [auto].")(command)
+
+
+Decorator = Callable[[Callable[..., None]], Callable[..., None]]
+
+
+def inference_options(default_precision: str = DEFAULT_PRECISION) -> Decorator:
+    """``--precision`` (the encoder's) and ``--entity-scores/--no-entity-scores``: how a loaded model runs."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        command = click.option(
+            "--entity-scores/--no-entity-scores",
+            default=True,
+            show_default=True,
+            help="Score each entity (its CRF marginal); without, that pass is skipped and entity scores are null.",
+        )(command)
+        return click.option(
+            "--precision",
+            type=click.Choice(PRECISIONS),
+            default=default_precision,
+            show_default=True,
+            help="The encoder's: auto (bf16 where the CPU does it natively, else fp32), fp32, bf16 (autocast) or"
+            " int8 (dynamic quantisation, CPU only).",
+        )(command)
+
+    return decorate
 
 
 def configured(
@@ -220,6 +245,7 @@ def seeds(
 @click.option("--threshold", type=float, help="Relation threshold (default: the model's).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @runtime_options
+@inference_options(default_precision="fp32")  # scores as training computed them
 @results_options("default_dev")
 def evaluate(
     model_dir: Path,
@@ -233,6 +259,8 @@ def evaluate(
     num_threads: int | None,
     results: Path | None,
     name: str | None,
+    precision: str,
+    entity_scores: bool,
 ) -> None:
     """Score a model on annotated data: strict and boundaries, micro and macro, per type."""
     from deeprel.data.readers import read_documents, write_jsonl
@@ -240,9 +268,11 @@ def evaluate(
     from deeprel.inference.predictor import Predictor
     from deeprel.reporting.results import evaluation_summary
 
-    predictor = Predictor.load(model_dir, device=Runtime(device or "auto", num_threads).apply())
+    predictor = Predictor.load(model_dir, device=Runtime(device or "auto", num_threads).apply(), precision=precision)
     gold = read_documents(data, fmt=fmt)
-    predicted = predictor.predict_documents(gold, batch_size=batch_size, threshold=threshold, progress=True)
+    predicted = predictor.predict_documents(
+        gold, batch_size=batch_size, threshold=threshold, progress=True, entity_scores=entity_scores
+    )
     result = predictor.score(sentences_of(gold), sentences_of(predicted))
     click.echo(result.format_table())
     if output:
@@ -281,6 +311,7 @@ def evaluate(
     help="jsonl: extraction records; the others pre-annotate the next batch in that tool.",
 )
 @runtime_options
+@inference_options()
 def predict(
     model_dir: Path,
     source: Path | None,
@@ -292,6 +323,8 @@ def predict(
     output_format: str,
     device: str | None,
     num_threads: int | None,
+    precision: str,
+    entity_scores: bool,
 ) -> None:
     """Extract entities and relations from raw text or annotated data; one JSON line per input document,
     the record `deeprel extract` writes ({"line", "id", "text", "sentences", "entities", "relations"}), or
@@ -307,11 +340,20 @@ def predict(
         raise click.UsageError(f"--format {output_format} needs --output")
     inputs = read_prediction_input(source, text, input_format)
     extractor = load(
-        model_dir, device=device or "auto", batch_size=batch_size, threshold=threshold, num_threads=num_threads
+        model_dir,
+        device=device or "auto",
+        batch_size=batch_size,
+        threshold=threshold,
+        num_threads=num_threads,
+        precision=precision,
+        entity_scores=entity_scores,
     )
     if output_format != "jsonl":
         predicted = extractor.predictor.predict_documents(
-            [document for _, _, document in inputs], threshold=threshold, batch_size=batch_size
+            [document for _, _, document in inputs],
+            threshold=threshold,
+            batch_size=batch_size,
+            entity_scores=entity_scores,
         )
         write_documents(predicted, output, output_format)
         click.echo(f"{output}: {len(predicted):,} documents ({output_format})")
@@ -759,7 +801,13 @@ def render(
     show_default=True,
     help="auto: jsonl for .jsonl/.json files, else text (one document per line).",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Sentences per batch.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=EXTRACT_BATCH_SIZE,
+    show_default=True,
+    help="Sentences per batch.",
+)
 @click.option(
     "--chunk-size", type=click.IntRange(min=1), default=256, show_default=True, help="Input lines read at a time."
 )
@@ -785,6 +833,7 @@ def render(
 @click.option(
     "--export", "export_path", type=click.Path(path_type=Path), help="Where --format writes (file or folder)."
 )
+@inference_options()
 def extract(
     model_dir: Path,
     input_path: Path,
@@ -799,6 +848,8 @@ def extract(
     quiet: bool,
     export_format: str,
     export_path: Path | None,
+    precision: str,
+    entity_scores: bool,
 ) -> None:
     """Extract from a large JSONL or text file, one document per line, into JSONL; rerun to resume. With
     --format brat|doccano|label-studio, the finished JSONL is also written for that tool to --export."""
@@ -819,6 +870,8 @@ def extract(
         threshold=threshold,
         overwrite=overwrite,
         progress=not quiet,
+        precision=precision,
+        entity_scores=entity_scores,
     )
     click.echo(summary.format())
     if export_path is not None:
@@ -840,7 +893,23 @@ def extract(
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Sentences per batch.")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), help="Relation threshold.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--num-threads", type=click.IntRange(min=1), help="torch CPU threads (default: torch's).")
+@click.option(
+    "--num-threads",
+    type=click.IntRange(min=1),
+    help="torch CPU threads of each worker (default: torch's with one worker, else the cores shared out).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker processes, each with its own model and queue (default: one per usable CPU core, 1 on CUDA).",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(path_type=Path),
+    help="File holding an API key: every request but GET /health then needs Authorization: Bearer <key>"
+    " (default: $DEEPREL_API_KEY, else none).",
+)
+@inference_options()
 def serve(
     model_dir: Path,
     host: str,
@@ -853,11 +922,21 @@ def serve(
     threshold: float | None,
     device: str,
     num_threads: int | None,
+    workers: int | None,
+    api_key_file: Path | None,
+    precision: str,
+    entity_scores: bool,
 ) -> None:
     """Serve a model over HTTP: POST /extract, GET /model, /health, /openapi.json, and the visualiser at /."""
     require("serve", "deeprel serve")
     from deeprel.serving import ServeSettings
     from deeprel.serving import serve as run_server
+    from deeprel.serving.auth import configured_api_key
+
+    try:
+        api_key = configured_api_key(api_key_file, os.environ)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
 
     settings = ServeSettings(
         max_body_bytes=max_body_bytes,
@@ -868,6 +947,10 @@ def serve(
         threshold=threshold,
         device=device,
         num_threads=num_threads,
+        workers=workers,
+        api_key=api_key,
+        precision=precision,
+        entity_scores=entity_scores,
     )
     run_server(model_dir, settings, host=host, port=port)
 

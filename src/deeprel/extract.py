@@ -9,7 +9,8 @@ the record ``deeprel predict`` writes too (:func:`deeprel.data.extraction.extrac
 Next to the output ``OUT.jsonl`` live
     OUT.errors.jsonl  the bad input lines, ``{"line": N, "error": "..."}`` (empty when there were none)
     OUT.state.json    what the output is made from: the input's SHA-256 and size, the model files' SHA-256,
-                      the input format and the threshold.
+                      the input format, the threshold, the encoder's precision and whether entities
+                      are scored: the output's metadata.
 A rerun onto the same output continues after its last complete record (a torn last line, left by a kill,
 is cut off) when all of these match, and refuses otherwise; ``overwrite`` starts over. The input's content
 is compared, not its path or modification time: a moved or copied input resumes, an edited one does not.
@@ -45,6 +46,14 @@ from deeprel.data.readers import read_documents
 from deeprel.data.text import Tokenizer
 from deeprel.data.types import DataError, Document
 from deeprel.model.files import REQUIRED_FILES, ModelLoadError
+from deeprel.runtime import (
+    DEFAULT_PRECISION,
+    EXTRACT_BATCH_SIZE,
+    Precision,
+    pick_device,
+    resolve_precision,
+    usable_cores,
+)
 
 InputFormat = Literal["auto", "text", "jsonl"]
 OnError = Literal["skip", "stop"]
@@ -95,6 +104,8 @@ class ExtractState:
     model: str
     model_sha256: str
     threshold: float | None
+    precision: str = "fp32"  # the encoder's (states written before precision was a choice were all fp32)
+    entity_scores: bool = True
 
     def differences(self, earlier: ExtractState) -> list[str]:
         """How an earlier run's state differs from this run's, in words (empty when it may be resumed)."""
@@ -109,6 +120,10 @@ class ExtractState:
             found.append(f"model: the files of {self.model} differ from {earlier.model} before")
         if earlier.threshold != self.threshold:
             found.append(f"threshold: {earlier.threshold} before, {self.threshold} now")
+        if earlier.precision != self.precision:
+            found.append(f"precision: {earlier.precision} before, {self.precision} now")
+        if earlier.entity_scores != self.entity_scores:
+            found.append(f"entity scores: {earlier.entity_scores} before, {self.entity_scores} now")
         return found
 
 
@@ -157,15 +172,20 @@ def extract_file(
     output_path: str | Path,
     *,
     input_format: InputFormat = "auto",
-    batch_size: int = 32,
+    batch_size: int = EXTRACT_BATCH_SIZE,
     chunk_size: int = 256,
     workers: int | None = None,
     on_error: OnError = "skip",
     threshold: float | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    precision: Precision = DEFAULT_PRECISION,
+    entity_scores: bool = True,
 ) -> ExtractSummary:
     """Extract from every line of ``input_path`` into ``output_path`` (see the module docstring).
+
+    ``precision`` is the encoder's (see :func:`deeprel.load`); "auto" is resolved here, on this machine, and
+    the state file records the precision used: a rerun resumes only at the same one.
 
     Bad lines are reported on stderr and in ``OUT.errors.jsonl``; ``on_error="stop"`` raises ``DataError``
     at the first one instead. ``workers`` processes share the work (default: one per CPU core; one on a GPU);
@@ -190,9 +210,11 @@ def extract_file(
         model=str(model_dir.resolve()),
         model_sha256=_fingerprint_model(model_dir),
         threshold=threshold,
+        precision=resolve_precision(precision, pick_device("auto")),
+        entity_scores=entity_scores,
     )
     done, earlier_bad = _prepare_output(output_path, state, overwrite)
-    options = _ModelOptions(str(model_dir), batch_size, threshold)
+    options = _ModelOptions(str(model_dir), batch_size, threshold, state.precision, entity_scores)
     chunks = _read_chunks(input_path, fmt, done, chunk_size)
     documents = sentences = lines_read = bad_count = 0
     with (
@@ -377,9 +399,18 @@ class _ModelOptions:
     model_dir: str
     batch_size: int
     threshold: float | None
+    precision: Precision
+    entity_scores: bool
 
     def load(self) -> Extractor:
-        return load(self.model_dir, batch_size=self.batch_size, threshold=self.threshold, num_threads=1)
+        return load(
+            self.model_dir,
+            batch_size=self.batch_size,
+            threshold=self.threshold,
+            num_threads=1,
+            precision=self.precision,
+            entity_scores=self.entity_scores,
+        )
 
 
 def _default_workers() -> int:
@@ -387,7 +418,7 @@ def _default_workers() -> int:
 
     if torch.cuda.is_available():
         return 1
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return usable_cores()
 
 
 def _run_chunks(chunks: Iterator[Chunk], options: _ModelOptions, workers: int) -> Iterator[tuple[Chunk, ChunkResult]]:

@@ -11,10 +11,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
     import torch
+
+Precision = Literal["auto", "fp32", "bf16", "int8"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+DEFAULT_PRECISION: Precision = "auto"  # extraction (API, predict, extract, serve): bf16 where the CPU has it
+# deeprel extract's sentences per batch. Measured (benchmarks/extract_settings.py, docs/results.md): with each
+# chunk's sentences sorted by length, batches of 16 ran faster than 32, 64 or 128 on 2 cores (less padding).
+EXTRACT_BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -63,3 +70,24 @@ def pick_device(name: str | torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r}, but CUDA is not available here")
     return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> Literal["fp32", "bf16", "int8"]:
+    """The encoder precision to run at. "auto": bf16 on a CPU whose instructions do bf16 natively (AVX-512
+    BF16 or AMX), fp32 elsewhere (emulated bf16 is slower than fp32; a GPU is fast at fp32 already). int8
+    (PyTorch's dynamic quantisation of the encoder's linear layers) runs on the CPU only."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        native = device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        return "bf16" if native else "fp32"
+    if precision == "int8" and device.type != "cpu":
+        raise ValueError(f"precision int8 runs on the CPU only, not on {device}")
+    return precision  # type: ignore[return-value]
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, as a container or ``taskset`` sets it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -105,7 +106,26 @@ class ContextualEncoder(nn.Module):
         self.num_layers = self.encoder.config.num_hidden_layers + 1  # the embedding output counts as a layer
         self.output_size = self.encoder.config.hidden_size
         self.mix = ScalarMix(self.num_layers) if config.layers == "mix" else None
+        self.precision = "fp32"
         self._set_trainable()
+
+    def set_precision(self, precision: str) -> None:
+        """Run the transformer at ``precision`` from now on, for inference: "fp32"; "bf16", autocast (matrix
+        products in bfloat16, the rest in fp32); or "int8", PyTorch's dynamic quantisation of its linear
+        layers (weights int8, activations quantised per batch; CPU only), which replaces them for good."""
+        if precision not in ("fp32", "bf16", "int8"):
+            raise ValueError(f"precision must be fp32, bf16 or int8, got {precision!r}")
+        if precision == self.precision:
+            return
+        if self.precision == "int8":
+            raise ValueError("an encoder quantised to int8 cannot go back to another precision: load it again")
+        if precision == "int8":
+            with warnings.catch_warnings():
+                # torch.ao's eager quantisation warns that it moves to torchao one day; it works in this torch.
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                warnings.filterwarnings("ignore", message=".*quantiz", category=UserWarning)
+                self.encoder = torch.ao.quantization.quantize_dynamic(self.encoder, {nn.Linear}, dtype=torch.qint8)
+        self.precision = precision
 
     @property
     def finetuned(self) -> bool:
@@ -182,9 +202,12 @@ class ContextualEncoder(nn.Module):
         pad = self.tokenizer.pad_token_id or 0
         input_ids = torch.tensor([w + [pad] * (length - len(w)) for w in windows], device=device)
         attention = torch.tensor([[1] * len(w) + [0] * (length - len(w)) for w in windows], device=device)
-        with torch.set_grad_enabled(self.finetuned and torch.is_grad_enabled()):
+        with (
+            torch.set_grad_enabled(self.finetuned and torch.is_grad_enabled()),
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"),
+        ):
             out = self.encoder(input_ids=input_ids, attention_mask=attention, output_hidden_states=True)
-        layers = torch.stack(out.hidden_states)  # [L, windows, len, D]
+        layers = torch.stack(out.hidden_states).float()  # [L, windows, len, D]
         if self.config.layers == "last":
             return layers[-1:]
         if self.config.layers == "mean":

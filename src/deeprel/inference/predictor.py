@@ -19,7 +19,7 @@ from deeprel.evaluation.metrics import EvaluationResult, evaluate
 from deeprel.model.files import load_model
 from deeprel.model.inputs import Featurizer, Labels
 from deeprel.model.joint import JointModel
-from deeprel.runtime import pick_device
+from deeprel.runtime import Precision, pick_device, resolve_precision
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -36,10 +36,25 @@ class Predictor:
         self.meta = dict(meta or {})
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device = "auto") -> Predictor:
-        """A model directory (JSON and safetensors only: nothing is executed), on ``device``."""
-        loaded = load_model(directory, device=pick_device(device))
-        return cls(loaded.model, loaded.featurizer, loaded.config, loaded.meta)
+    def load(
+        cls, directory: str | Path, device: str | torch.device = "auto", precision: Precision = "fp32"
+    ) -> Predictor:
+        """A model directory (JSON and safetensors only: nothing is executed), on ``device``, its encoder run at
+        ``precision`` (:func:`deeprel.runtime.resolve_precision`). fp32 by default: the trainer, seeds and
+        cross-validation score models through here, and their results are fp32's."""
+        device = pick_device(device)
+        chosen = resolve_precision(precision, device)
+        loaded = load_model(directory, device=device)
+        predictor = cls(loaded.model, loaded.featurizer, loaded.config, loaded.meta)
+        if loaded.model.embedder.contextual is not None:
+            loaded.model.embedder.contextual.set_precision(chosen)
+        return predictor
+
+    @property
+    def precision(self) -> str:
+        """The encoder's precision: fp32, bf16 or int8 (fp32 for a model without a contextual encoder)."""
+        encoder = self.model.embedder.contextual
+        return encoder.precision if encoder is not None else "fp32"
 
     @property
     def labels(self) -> Labels:
@@ -65,11 +80,14 @@ class Predictor:
         threshold: float | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool = False,
+        entity_scores: bool = True,
     ) -> list[Sentence]:
         """The sentences with predicted entities and relations in place of any gold ones.
 
-        Sentences go through the model in batches of similar length. ``features`` are precomputed frozen
-        encoder features, one per sentence, when the caller has them. Empty sentences get no predictions.
+        Sentences go through the model in batches of similar length (sorted by length, so padding stays
+        small). ``features`` are precomputed frozen encoder features, one per sentence, when the caller has
+        them. Empty sentences get no predictions. Without ``entity_scores`` entities carry no score and the
+        CRF's forward-backward pass is skipped.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -83,7 +101,7 @@ class Predictor:
             batch = self.featurizer.batch(
                 [sentences[i] for i in chunk], features=[features[i] for i in chunk] if features is not None else None
             ).to(device)
-            for i, (entities, relations) in zip(chunk, model.predict(batch, threshold=threshold), strict=True):
+            for i, (entities, relations) in zip(chunk, model.predict(batch, threshold, entity_scores), strict=True):
                 results[i] = sentences[i].with_annotations(entities, relations)
         return results
 
@@ -94,10 +112,15 @@ class Predictor:
         threshold: float | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool = False,
+        entity_scores: bool = True,
     ) -> list[Document]:
         """The documents with predicted sentences; all their sentences share batches."""
         flat = [sentence for document in documents for sentence in document.sentences]
-        predicted = iter(self.predict(flat, threshold=threshold, batch_size=batch_size, progress=progress))
+        predicted = iter(
+            self.predict(
+                flat, threshold=threshold, batch_size=batch_size, progress=progress, entity_scores=entity_scores
+            )
+        )
         return [d.with_sentences([next(predicted) for _ in d.sentences]) for d in documents]
 
     def evaluate(

@@ -373,18 +373,70 @@ def ablation(results: dict[str, Any]) -> list[str]:
 
 
 def speed(results: dict[str, Any]) -> list[str]:
+    """benchmarks/speed.py runs (``speed_*.json``): a row per model and encoder precision, then training.
+
+    A run of the speed script of before issue 20 (one precision, fp32, no F1) is one row marked by its code."""
+    rows, training = [], []
+    for s in results.values():
+        label = f"{s['mode']} ({s['model']})"
+        runs = s.get("precisions") or {"fp32": s}
+        code = s.get("code", "this code")
+        for precision, r in runs.items():
+            rows.append(
+                [label, code, precision, _number(r.get("load_seconds"))]
+                + [f"{r['encoder_seconds']:.2f} s ({r['encoder_sentences_per_second']:.0f}/s)"]
+                + [f"{r['end_to_end_seconds']:.2f} s ({r['end_to_end_sentences_per_second']:.0f}/s)"]
+                + [_number(r.get("end_to_end_without_entity_scores_seconds"))]
+                + [f"{r['end_to_end_over_encoder']:.2f}", _number(r.get("end_to_end_over_fp32_encoder"))]
+                + [_f1_with_change(r, "ner_micro_f1"), _f1_with_change(r, "re_micro_f1")]
+            )
+        peak = f"{s['peak_rss_mib']:.0f}" if "peak_rss_mib" in s else "–"
+        training.append([label, code, ", ".join(f"{t:.1f}" for t in s["train_epoch_seconds"]), peak])
+    header = ["model", "code", "precision", "load s", "encoder alone", "end-to-end", "without entity scores, s"]
+    header += ["end-to-end ÷ encoder", "end-to-end ÷ fp32 encoder", "NER micro F1 (Δ fp32)", "RE micro F1 (Δ fp32)"]
+    lines = _table(header, rows) + [""]
+    lines += _table(["model", "code", "training s/epoch", "peak RSS MiB (all precisions, one process)"], training)
+    return lines + ["", "Commands:", ""] + _commands(results)
+
+
+def _f1_with_change(run: dict[str, Any], key: str) -> str:
+    if key not in run:
+        return "–"
+    change = run.get(f"{key}_change")
+    return f"{run[key]:.2f}" + (f" ({_signed(change)})" if change is not None else "")
+
+
+def encoder_precision(results: dict[str, Any]) -> list[str]:
+    """benchmarks/encoder_precision.py: the encoder alone, PyTorch's and ONNX Runtime's variants."""
     rows = [
-        [
-            f"{s['mode']} ({s['model']})",
-            ", ".join(f"{t:.1f}" for t in s["train_epoch_seconds"]),
-            f"{s['encoder_seconds']:.2f} s ({s['encoder_sentences_per_second']:.0f} sentences/s)",
-            f"{s['end_to_end_seconds']:.2f} s ({s['end_to_end_sentences_per_second']:.0f} sentences/s)",
-            f"{s['end_to_end_over_encoder']:.2f}",
-        ]
-        for s in results.values()
+        [name, f"{v['seconds']:.2f}", f"{v['speed_up']:.2f}×", f"{v['cosine_mean']:.4f}", f"{v['cosine_min']:.4f}"]
+        for name, v in results["variants"].items()
     ]
-    header = ["model", "training s/epoch", "encoder alone (test set)", "end-to-end inference", "end-to-end ÷ encoder"]
-    return _table(header, rows) + ["", "Commands:", ""] + _commands(results)
+    header = ["encoder", "seconds (test set)", "speed-up on torch fp32", "cosine to fp32, mean", "smallest"]
+    lines = _table(header, rows)
+    lines += [
+        "",
+        f"{results['sentences']} sentences, batch {results['batch_size']}, {results['threads']} threads;"
+        f" native bf16: {'yes' if results['bf16_native'] else 'no'}.",
+    ]
+    return lines + ["", "Command:", ""] + _commands({"run": results})
+
+
+def extract_settings(results: dict[str, Any]) -> list[str]:
+    """benchmarks/extract_settings.py: deeprel extract at each batch size and worker count."""
+    rows = [
+        [str(r["workers"]), str(r["batch_size"]), f"{r['seconds']:.2f}", f"{r['startup_seconds']:.2f}"]
+        + [
+            f"{r['cores_busy']:.2f}",
+            f"{r['sentences_per_second']:.1f}",
+            f"{r['sentences_per_second_with_startup']:.1f}",
+        ]
+        for r in results["rows"]
+    ]
+    header = ["workers", "batch size", "seconds", "start-up s", "cores busy", "sentences/s", "with start-up"]
+    lines = _table(header, rows)
+    lines += ["", f"{_number(results['sentences'])} sentences, precision {results['precision']}."]
+    return lines + ["", "Command:", ""] + _commands({"run": results})
 
 
 def extract_vs_spacy(results: dict[str, Any]) -> list[str]:
@@ -392,18 +444,21 @@ def extract_vs_spacy(results: dict[str, Any]) -> list[str]:
     rows = []
     for system in ("deeprel", "spacy"):
         r = results[system]
+        peak = r.get("peak_rss_mib_largest_process")
         rows.append(
-            [system, r["model"], r["parallelism"], f"{r['cores_busy']:.2f}", _number(r["sentences"])]
-            + [f"{r['seconds']:.2f}", f"{r['sentences_per_second']:.1f}"]
-            + [f"{r['sentences_per_second_with_startup']:.1f}"]
+            [system, r["model"], r.get("precision", "–"), r["parallelism"], f"{r['cores_busy']:.2f}"]
+            + [_number(r["sentences"]), f"{r['seconds']:.2f}", f"{r['sentences_per_second']:.1f}"]
+            + [f"{r['sentences_per_second_with_startup']:.1f}", f"{peak:.0f}" if peak is not None else "–"]
             + [f"{r['ner']['micro']['f1']:.2f}", f"{r['ner']['macro']['f1']:.2f}"]
         )
-    header = ["system", "model", "processes / threads", "cores busy", "sentences", "seconds", "sentences/s"]
-    lines = _table(header + ["sentences/s with start-up", "NER micro F1 (test)", "NER macro F1 (test)"], rows)
+    header = ["system", "model", "precision", "processes / threads", "cores busy", "sentences", "seconds"]
+    header += ["sentences/s", "sentences/s with start-up", "peak RSS MiB, largest process"]
+    lines = _table(header + ["NER micro F1 (test)", "NER macro F1 (test)"], rows)
+    ratio = results["deeprel"]["sentences_per_second"] / results["spacy"]["sentences_per_second"]
     lines += [
         "",
-        f"spaCy is {results['ratio_spacy_over_deeprel']:.2f} times faster"
-        f" ({results['ratio_spacy_over_deeprel_with_startup']:.2f} counting start-up); deeprel's NER is"
+        f"deeprel runs at {ratio:.2f} of spaCy's speed: spaCy is {results['ratio_spacy_over_deeprel']:.2f} times"
+        f" faster ({results['ratio_spacy_over_deeprel_with_startup']:.2f} counting start-up); deeprel's NER is"
         f" {results['deeprel']['ner']['micro']['f1'] - results['spacy']['ner']['micro']['f1']:.2f} micro F1 points"
         " better, and deeprel extracts relations too.",
     ]
@@ -412,22 +467,19 @@ def extract_vs_spacy(results: dict[str, Any]) -> list[str]:
 
 def load_test(results: dict[str, Any]) -> list[str]:
     """benchmarks/load_test.py runs (``load_test_*.json``), one row each."""
-    rows = [
-        [
-            r["model"],
-            str(r["concurrency"]),
-            _number(r["requests"]),
-            f"{r['requests_per_s']:.1f}",
-            f"{r['sentences_per_s']:.1f}",
-            f"{r['latency_ms']['p50']:.0f}",
-            f"{r['latency_ms']['p99']:.0f}",
-            str(r["errors"]),
-            f"{r['rss_mib']['before']:.0f} → {r['rss_mib']['after']:.0f}",
-        ]
-        for r in results.values()
-    ]
-    header = ["model", "concurrent clients", "requests", "requests/s", "sentences/s", "p50 ms", "p99 ms", "errors"]
-    return _table(header + ["server RSS MiB before → after"], rows) + ["", "Commands:", ""] + _commands(results)
+    rows = []
+    for r in results.values():
+        rss = r["rss_mib"]
+        workers = " / ".join(f"{a:.0f}" for a in rss.get("workers_after", [])) or "–"
+        rows.append(
+            [r["model"], str(r.get("workers", 1)), str(r["concurrency"]), _number(r["requests"])]
+            + [f"{r['requests_per_s']:.1f}", f"{r['sentences_per_s']:.1f}"]
+            + [f"{r['latency_ms']['p50']:.0f}", f"{r['latency_ms']['p99']:.0f}", str(r["errors"])]
+            + [f"{rss['before']:.0f} → {rss['after']:.0f}", workers]
+        )
+    header = ["model", "workers", "concurrent clients", "requests", "requests/s", "sentences/s", "p50 ms", "p99 ms"]
+    header += ["errors", "workers' RSS MiB before → after", "each worker after"]
+    return _table(header, rows) + ["", "Commands:", ""] + _commands(results)
 
 
 def sections(papers: Papers) -> list[Section]:
@@ -454,7 +506,9 @@ def sections(papers: Papers) -> list[Section]:
         Section("Ablation: task-specific layers and input parts", "ablation.json", "ablation", ablation),
         Section("Ablation at a fixed epoch budget", "ablation_fixed_epochs.json", "ablation_fixed_epochs", ablation),
         Section("Speed on this CPU", "speed_*.json", "speed", speed),
+        Section("The encoder's precision", "encoder_precision.json", "encoder_precision", encoder_precision),
         Section("Batch extraction beside spaCy", "extract_vs_spacy.json", "extract_vs_spacy", extract_vs_spacy),
+        Section("Extraction batch size and workers", "extract_settings.json", "extract_settings", extract_settings),
         Section("HTTP service under load", "load_test_*.json", "load_test", load_test),
     ]
 

@@ -4,7 +4,8 @@
     app = create_app("runs/demo/model", ServeSettings(max_texts=16))   # a FastAPI app
 """
 
-from deeprel.serving.app import create_app, serve
+from deeprel.serving.app import create_app
+from deeprel.serving.server import serve
 from deeprel.serving.settings import ServeSettings
 
 __all__ = ["ServeSettings", "create_app", "serve"]

@@ -2,13 +2,14 @@
 
 FastAPI validates requests and documents them in OpenAPI; a middleware caps the request body while it is
 read, whatever Content-Length says; a :class:`~deeprel.serving.batching.Batcher` batches concurrent
-requests through the one model. Run it with :func:`serve` (``deeprel serve``).
+requests through the one model; with an API key set, another middleware asks every request but
+``GET /health`` for it. Run it with :func:`~deeprel.serving.server.serve` (``deeprel serve``), in one
+process or several.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations at run time,
 # and the request model is made inside create_app (its limits are settings).
 
-import copy
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 
 import deeprel
 from deeprel.api import Extractor
+from deeprel.serving.auth import BearerToken
 from deeprel.serving.batching import Batcher, QueueFull
 from deeprel.serving.body_limit import RequestBodyLimit
 from deeprel.serving.schemas import ExtractResponse, Health, ModelInfo, extract_request_model
@@ -47,6 +49,8 @@ def create_app(
             batch_size=settings.batch_size,
             threshold=settings.threshold,
             num_threads=settings.num_threads,
+            precision=settings.precision,
+            entity_scores=settings.entity_scores,
         )
         name = name or _model_name(Path(extractor_or_model_dir))
     info = ModelInfo(
@@ -56,7 +60,9 @@ def create_app(
         relation_types=list(extractor.relation_types),
         threshold=extractor.relation_threshold,
         device=extractor.device,
+        precision=extractor.precision,
         meta=extractor.meta,
+        workers=settings.workers or 1,
     )
     batcher = Batcher(extractor, settings.batch_size, settings.max_wait_ms / 1000, settings.max_queue)
     ExtractRequest = extract_request_model(settings.max_texts, settings.max_text_chars)
@@ -75,6 +81,8 @@ def create_app(
         redoc_url=None,
     )
     app.add_middleware(RequestBodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.api_key is not None:
+        app.add_middleware(BearerToken, key=settings.api_key)  # added last, so it runs first
 
     @app.post(
         "/extract",
@@ -118,16 +126,6 @@ def create_app(
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     return app
-
-
-def serve(model_dir: str | Path, settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Load the model (a bad directory fails here, before any port is bound), then serve until stopped."""
-    import uvicorn
-
-    app = create_app(model_dir, settings)
-    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"]["deeprel"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    uvicorn.run(app, host=host, port=port, log_config=log_config)
 
 
 def _model_name(directory: Path) -> str:

@@ -24,7 +24,9 @@ class ModelInfo(BaseModel):
     relation_types: list[str]
     threshold: float = Field(description="relation threshold used when a request sets none")
     device: str
+    precision: str = Field("fp32", description="the encoder's precision: fp32, bf16 or int8")
     meta: dict[str, Any] = Field(description="the model's meta.json: parameter counts, how it was trained")
+    workers: int = Field(1, ge=1, description="worker processes serving, each with its own copy of the model")
 
 
 class Health(BaseModel):
