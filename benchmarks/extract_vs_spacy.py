@@ -143,12 +143,11 @@ def ner_scores(gold: Sequence[Sentence], predicted: Sequence[Sentence], entity_t
     return evaluate(gold, predicted, entity_types=entity_types).strict.ner
 
 
-def extract_command(
-    deeprel: Path, model: Path, source: Path, target: Path, batch_size: int, workers: int | None
-) -> list[str]:
-    command = [str(deeprel), "extract", str(model), str(source), "-o", str(target), "--input-format", "jsonl"]
-    command += ["--batch-size", str(batch_size), "--on-error", "stop", "--overwrite", "--quiet"]
-    return command + (["--workers", str(workers)] if workers is not None else [])
+def extract_command(args: argparse.Namespace, source: Path, target: Path) -> list[str]:
+    command = [str(args.deeprel), "extract", str(args.model), str(source), "-o", str(target), "--input-format", "jsonl"]
+    command += ["--batch-size", str(args.batch_size), "--on-error", "stop", "--overwrite", "--quiet"]
+    command += ["--precision", args.precision]
+    return command + (["--workers", str(args.workers)] if args.workers is not None else [])
 
 
 def time_deeprel(
@@ -158,12 +157,8 @@ def time_deeprel(
     first_line = work / "one_sentence.jsonl"
     with source.open(encoding="utf-8") as f:
         write_text_atomically(first_line, f.readline())
-    startup_command = extract_command(
-        args.deeprel, args.model, first_line, work / "one_sentence_out.jsonl", args.batch_size, args.workers
-    )
-    command = extract_command(
-        args.deeprel, args.model, source, work / "deeprel_out.jsonl", args.batch_size, args.workers
-    )
+    startup_command = extract_command(args, first_line, work / "one_sentence_out.jsonl")
+    command = extract_command(args, source, work / "deeprel_out.jsonl")
     startup, _ = timed_run(startup_command)
     seconds, cpu = timed_run(command)
     return Throughput(sentences, seconds, startup, cpu), command, startup_command
@@ -240,6 +235,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10, help="How many times the test set is repeated.")
     parser.add_argument("--batch-size", type=int, default=32, help="Sentences per batch, both systems.")
     parser.add_argument("--workers", type=int, help="deeprel extract --workers (default: one per usable core).")
+    parser.add_argument("--precision", default="auto", help="deeprel extract --precision (the encoder's).")
     # One process: with two on this 2-core CPU, nlp.pipe was slower (930 against 1180 sentences/s on 5,760
     # sentences), the workers' start-up and the passing of Docs between processes outweighing the second core.
     parser.add_argument("--spacy-processes", type=int, default=1, help="nlp.pipe(n_process=...).")
@@ -262,6 +258,8 @@ def main() -> None:
         sentences = write_benchmark_input(gold, args.repeat, source)
         deeprel_speed, command, startup_command = time_deeprel(args, work, source, sentences)
         deeprel_predicted = read_extract_output(work / "deeprel_out.jsonl", len(gold))
+        # The largest of deeprel's processes at its peak (its workers are waited for, so they count).
+        deeprel_peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         spacy_speed, spacy_predicted, spacy_facts = time_spacy(args, source)
     if deeprel_speed.seconds <= deeprel_speed.startup_seconds:
         sys.exit(f"deeprel extract took no longer than its start-up ({deeprel_speed.seconds:.2f} s): raise --repeat")
@@ -277,6 +275,8 @@ def main() -> None:
         "deeprel": {
             "model": str(args.model),
             "parallelism": f"{processes} process(es), 1 torch thread each",
+            "precision": args.precision,
+            "peak_rss_mib_largest_process": round(deeprel_peak_mib, 1),
             **deeprel_speed.to_dict(),
             "ner": ner_scores(gold, deeprel_predicted, entity_types).to_dict(),
             "command": shlex.join(command),
@@ -292,6 +292,7 @@ def main() -> None:
             "call": f"nlp.pipe(docs, batch_size={args.batch_size}, n_process={args.spacy_processes})",
         },
         "ratio_spacy_over_deeprel": round(spacy_speed.per_second / deeprel_speed.per_second, 2),
+        "ratio_deeprel_over_spacy": round(deeprel_speed.per_second / spacy_speed.per_second, 3),
         "ratio_spacy_over_deeprel_with_startup": round(
             spacy_speed.per_second_with_startup / deeprel_speed.per_second_with_startup, 2
         ),

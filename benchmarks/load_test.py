@@ -1,15 +1,21 @@
 """Load test of ``deeprel serve``: throughput, latency and memory under concurrent clients (run by hand).
 
-Starts ``deeprel serve MODEL_DIR`` on 127.0.0.1 (a free port), waits for /health, reads the server's
-resident memory (VmRSS in /proc/PID/status), warms it up, then lets ``--concurrency`` clients post
-``--requests`` texts (sentences of the CoNLL04 test set, ``--sentences-per-text`` consecutive ones per
-text) as fast as they are answered. Reports requests/s, sentences/s, p50/p90/p99 latency, errors (must
-be 0: the exit code is 1 otherwise) and the memory after; writes JSON (``--output``) and prints a row of
-the markdown table
+Starts ``deeprel serve MODEL_DIR`` on 127.0.0.1 (a free port; ``--workers N`` passed on when given), waits
+for /health and for every worker to start, reads each worker's resident memory (VmRSS in /proc/PID/status:
+the server's worker processes, or the server itself when it runs one in-process), warms it up, then lets
+``--concurrency`` clients post ``--requests`` texts (sentences of the CoNLL04 test set,
+``--sentences-per-text`` consecutive ones per text) as fast as they are answered. Reports requests/s,
+sentences/s, p50/p90/p99 latency, errors (must be 0: the exit code is 1 otherwise), the worker count and
+the memory after, each worker's and their sum (the supervisor of several workers apart, in the JSON only);
+writes JSON (``--output``) and prints a row of the markdown table
 
-    | model | concurrency | requests | req/s | sentences/s | p50 | p90 | p99 (ms) | errors | RSS MiB before → after |
+    | model | workers | concurrency | requests | req/s | sentences/s | p50 | p90 | p99 (ms) | errors
+    | RSS MiB per worker before → after | RSS MiB sum before → after |
+
+With ``$DEEPREL_API_KEY`` set, the server asks for it and the clients send it.
 
     python benchmarks/load_test.py runs/demo/model --concurrency 8 --requests 400 --output docs/results/load.json
+    python benchmarks/load_test.py runs/demo/model --workers 2 --concurrency 8 --output docs/results/load_w2.json
 """
 
 from __future__ import annotations
@@ -70,18 +76,39 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
 
 
-def wait_for_health(url: str, server: subprocess.Popen, log: Path, timeout: float) -> None:
+def worker_pids(server_pid: int) -> list[int]:
+    """The server's worker processes: its children started by multiprocessing's spawn (not its resource
+    tracker); none when it serves in-process, with one worker."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended meanwhile
+        if parent == server_pid and b"spawn_main" in command:
+            pids.append(int(stat.parent.name))
+    return sorted(pids)
+
+
+def wait_for_workers(url: str, headers: dict[str, str], server: subprocess.Popen, log: Path, timeout: float) -> int:
+    """Wait until /health answers and every worker has started (uvicorn logs each); the worker count."""
     deadline = time.monotonic() + timeout
+    workers = None
     while time.monotonic() < deadline:
         if server.poll() is not None:
             sys.exit(f"deeprel serve exited with {server.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if workers is None:
+            try:
+                answering = httpx.get(f"{url}/health", timeout=2).status_code == 200
+            except httpx.TransportError:
+                answering = False
+            if answering:
+                workers = httpx.get(f"{url}/model", headers=headers, timeout=10).raise_for_status().json()["workers"]
+        if workers is not None and log.read_text().count("Application startup complete.") >= workers:
+            return workers
         time.sleep(0.3)
-    sys.exit(f"deeprel serve did not answer /health within {timeout} s:\n{log.read_text()}")
+    sys.exit(f"deeprel serve did not start within {timeout} s:\n{log.read_text()}")
 
 
 async def post(client: httpx.AsyncClient, text: str) -> Outcome:
@@ -95,10 +122,12 @@ async def post(client: httpx.AsyncClient, text: str) -> Outcome:
     return Outcome(seconds, response.status_code, sentences)
 
 
-async def load(url: str, texts: list[str], requests: int, concurrency: int, warmup: int) -> tuple[list[Outcome], float]:
+async def load(
+    url: str, headers: dict[str, str], texts: list[str], requests: int, concurrency: int, warmup: int
+) -> tuple[list[Outcome], float]:
     """``requests`` posts by ``concurrency`` clients, cycling through ``texts``; the outcomes and the wall time."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=300) as client:
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=300) as client:
         for k in range(warmup):
             await post(client, texts[k % len(texts)])
         queue: asyncio.Queue[str] = asyncio.Queue()
@@ -135,6 +164,16 @@ def summarise(outcomes: list[Outcome], seconds: float) -> dict[str, Any]:
     }
 
 
+def resident(server_pid: int) -> dict[str, Any]:
+    """Resident MiB of each worker (the server itself when it serves in-process) and, with several, of their
+    supervisor (the ``deeprel serve`` process: it checks the model once, then holds none)."""
+    workers = worker_pids(server_pid)
+    return {
+        "workers": [round(rss_mib(pid), 1) for pid in workers or [server_pid]],
+        "supervisor": round(rss_mib(server_pid), 1) if workers else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help="model directory to serve")
@@ -145,11 +184,14 @@ def main() -> None:
     parser.add_argument("--data", default="datasets/conll04/conll04_test.json")
     parser.add_argument("--batch-size", type=int, default=32, help="deeprel serve --batch-size")
     parser.add_argument("--num-threads", type=int, help="deeprel serve --num-threads")
+    parser.add_argument("--workers", type=int, help="deeprel serve --workers (default: its own)")
     parser.add_argument("--startup-timeout", type=float, default=300)
     parser.add_argument("--output", type=Path, help="JSON results file")
     args = parser.parse_args()
-    if min(args.concurrency, args.requests, args.sentences_per_text) < 1 or args.warmup < 0:
-        parser.error("--concurrency, --requests and --sentences-per-text must be at least 1, --warmup at least 0")
+    if min(args.concurrency, args.requests, args.sentences_per_text, args.workers or 1) < 1 or args.warmup < 0:
+        parser.error(
+            "--concurrency, --requests, --sentences-per-text and --workers must be at least 1, --warmup at least 0"
+        )
 
     texts = texts_from(resolve_data_path(args.data), args.sentences_per_text)
     port = free_port()
@@ -157,16 +199,20 @@ def main() -> None:
     command += ["--batch-size", str(args.batch_size), "--max-queue", str(max(256, 2 * args.concurrency))]
     if args.num_threads is not None:
         command += ["--num-threads", str(args.num_threads)]
+    if args.workers is not None:
+        command += ["--workers", str(args.workers)]
+    key = os.environ.get("DEEPREL_API_KEY", "").strip()
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as scratch:
         log = Path(scratch) / "serve.log"
         with log.open("w") as output:
             server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
         try:
-            wait_for_health(url, server, log, args.startup_timeout)
-            rss_before = rss_mib(server.pid)
-            outcomes, seconds = asyncio.run(load(url, texts, args.requests, args.concurrency, args.warmup))
-            rss_after = rss_mib(server.pid)
+            workers = wait_for_workers(url, headers, server, log, args.startup_timeout)
+            before = resident(server.pid)
+            outcomes, seconds = asyncio.run(load(url, headers, texts, args.requests, args.concurrency, args.warmup))
+            after = resident(server.pid)
         finally:
             server.terminate()
             try:
@@ -183,8 +229,16 @@ def main() -> None:
         "data": args.data,
         "batch_size": args.batch_size,
         "num_threads": args.num_threads,
+        "workers": workers,
         **summarise(outcomes, seconds),
-        "rss_mib": {"before": round(rss_before, 1), "after": round(rss_after, 1)},
+        "rss_mib": {
+            "before": round(sum(before["workers"]), 1),  # all workers together
+            "after": round(sum(after["workers"]), 1),
+            "workers_before": before["workers"],
+            "workers_after": after["workers"],
+            "supervisor_before": before["supervisor"],
+            "supervisor_after": after["supervisor"],
+        },
         "deeprel_version": deeprel.__version__,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "command": shlex.join(["python", *sys.argv]),
@@ -192,10 +246,12 @@ def main() -> None:
     if args.output:
         write_text_atomically(args.output, json.dumps(result, indent=2) + "\n")
     latency = {name: f"{result['latency_ms'].get(name, float('nan')):.0f}" for name in ("p50", "p90", "p99")}
+    rss = result["rss_mib"]
+    per_worker = " / ".join(f"{b:.0f} → {a:.0f}" for b, a in zip(rss["workers_before"], rss["workers_after"]))
     print(
-        f"| {args.model} | {args.concurrency} | {args.requests} | {result['requests_per_s']:.1f} "
+        f"| {args.model} | {workers} | {args.concurrency} | {args.requests} | {result['requests_per_s']:.1f} "
         f"| {result['sentences_per_s']:.1f} | {latency['p50']} | {latency['p90']} | {latency['p99']} "
-        f"| {result['errors']} | {rss_before:.0f} → {rss_after:.0f} |"
+        f"| {result['errors']} | {per_worker} | {rss['before']:.0f} → {rss['after']:.0f} |"
     )
     if result["errors"]:
         sys.exit(f"{result['errors']} requests failed: {result['statuses']}")

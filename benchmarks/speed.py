@@ -1,12 +1,16 @@
 """Speed on this machine's CPU, on the CoNLL04 test set (run by hand; results go to docs/results.md).
 
-Measures, for a trained model directory:
+Measures, for a trained model directory and each encoder precision asked for (``--precisions``):
+  - the model's load time;
   - encoder feature extraction alone (the transformer forward pass and pooling), sentences/second;
-  - end-to-end inference (featurise, encoder, BiRNNs, CRF Viterbi, relation scoring, decoding), sentences/second;
-  - the ratio end-to-end time / encoder-alone time;
-  - training seconds per epoch, by training the model's own configuration for two epochs on CoNLL04 train.
+  - end-to-end inference (featurise, encoder, BiRNNs, CRF Viterbi and marginals, relation scoring, decoding),
+    sentences/second, with entity scores and without (``entity_scores=False`` skips the forward-backward pass);
+  - the ratios end-to-end time / encoder-alone time, both against the fp32 encoder;
+  - strict NER and RE micro F1 on the same sentences, and their change from fp32's;
+and, once, training seconds per epoch, by training the model's own configuration for two epochs on CoNLL04
+train (``--train-epochs 0`` skips it).
 
-    python benchmarks/speed.py --model runs/conll04-frozen-s1/model --output docs/results/speed_frozen.json
+    python benchmarks/speed.py --model runs/conll04-frozen/seed-1/model --output docs/results/speed_frozen.json
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -46,50 +51,63 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-epochs", type=int, default=2)
+    parser.add_argument("--precisions", default="fp32,bf16,int8", help="Encoder precisions, comma-separated.")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    predictor = Predictor.load(args.model, device="cpu")
     sentences = read_sentences(resolve_data_path(args.data))
-    encoder = predictor.model.embedder.contextual
     tokens = sorted((s.tokens for s in sentences), key=len)
+    runs: dict[str, dict[str, float | None]] = {}
+    for precision in args.precisions.split(","):
+        started = time.perf_counter()
+        predictor = Predictor.load(args.model, device="cpu", precision=precision)
+        load_seconds = time.perf_counter() - started
+        encoder = predictor.model.embedder.contextual
 
-    def encoder_only() -> None:
-        with torch.no_grad():
-            for k in range(0, len(tokens), args.batch_size):
-                encoder(tokens[k : k + args.batch_size])
+        def encoder_only(encoder=encoder) -> None:
+            with torch.inference_mode():
+                for k in range(0, len(tokens), args.batch_size):
+                    encoder(tokens[k : k + args.batch_size])
 
-    def end_to_end() -> None:
-        predictor.predict(sentences, batch_size=args.batch_size)
+        def end_to_end(predictor=predictor, entity_scores: bool = True) -> None:
+            predictor.predict(sentences, batch_size=args.batch_size, entity_scores=entity_scores)
 
-    encoder_seconds = timed(encoder_only, args.repeats) if encoder is not None else None
-    e2e_seconds = timed(end_to_end, args.repeats)
+        scores = predictor.evaluate(sentences, batch_size=args.batch_size).flat()
+        runs[predictor.precision] = {
+            "load_seconds": round(load_seconds, 3),
+            "encoder_seconds": round(timed(encoder_only, args.repeats), 3) if encoder is not None else None,
+            "end_to_end_seconds": round(timed(end_to_end, args.repeats), 3),
+            "end_to_end_without_entity_scores_seconds": round(
+                timed(lambda p=predictor: end_to_end(p, entity_scores=False), args.repeats), 3
+            ),
+            "ner_micro_f1": round(scores["ner_micro_f1"], 2),
+            "re_micro_f1": round(scores["re_micro_f1"], 2),
+        }
+    fp32 = runs.get("fp32")
+    for run in runs.values():
+        run["end_to_end_sentences_per_second"] = round(len(sentences) / run["end_to_end_seconds"], 1)
+        if run["encoder_seconds"]:
+            run["encoder_sentences_per_second"] = round(len(sentences) / run["encoder_seconds"], 1)
+            run["end_to_end_over_encoder"] = round(run["end_to_end_seconds"] / run["encoder_seconds"], 2)
+        if fp32 is not None:
+            if fp32["encoder_seconds"]:
+                run["end_to_end_over_fp32_encoder"] = round(run["end_to_end_seconds"] / fp32["encoder_seconds"], 2)
+            for metric in ("ner_micro_f1", "re_micro_f1"):
+                run[f"{metric}_change"] = round(run[metric] - fp32[metric], 2)
 
-    changes = {"training.max_epochs": args.train_epochs, "training.protocol": "dev", "data.test": None}
+    epoch_seconds = train_epoch_seconds(predictor, args.model, args.train_epochs) if args.train_epochs else []
     contextual = predictor.config.embeddings.contextual
-    if contextual.enabled and (args.model / contextual.encoder).is_dir():
-        changes["embeddings.contextual.encoder"] = str((args.model / contextual.encoder).resolve())
-    config = predictor.config.with_overrides(changes)
-    runtime = Runtime(device="cpu", num_threads=None)  # all cores, whatever the run was trained with
-    with tempfile.TemporaryDirectory() as run:
-        train(config, run, runtime=runtime, progress=False, log=lambda _: None)
-        rows = [json.loads(line) for line in (Path(run) / "log.jsonl").read_text().splitlines()]
-    epoch_seconds = [r["seconds"] for r in rows]
-
     result = {
         "model": str(args.model),
-        "mode": config.embeddings.contextual.mode if config.embeddings.contextual.enabled else "none",
+        "mode": contextual.mode if contextual.enabled else "none",
         "sentences": len(sentences),
+        "batch_size": args.batch_size,
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
-        "encoder_seconds": round(encoder_seconds, 3) if encoder_seconds else None,
-        "encoder_sentences_per_second": round(len(sentences) / encoder_seconds, 1) if encoder_seconds else None,
-        "end_to_end_seconds": round(e2e_seconds, 3),
-        "end_to_end_sentences_per_second": round(len(sentences) / e2e_seconds, 1),
-        "end_to_end_over_encoder": round(e2e_seconds / encoder_seconds, 2) if encoder_seconds else None,
+        "precisions": runs,
         "train_epoch_seconds": epoch_seconds,
-        "train_documents": len(read_sentences(resolve_data_path(config.data.train))),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "command": "python " + " ".join(sys.argv),
     }
     text = json.dumps(result, indent=2)
@@ -97,6 +115,20 @@ def main() -> None:
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text + "\n", encoding="utf-8")
+
+
+def train_epoch_seconds(predictor: Predictor, model: Path, epochs: int) -> list[float]:
+    """Seconds per epoch of training the model's own configuration on its training set (no dev scoring)."""
+    changes = {"training.max_epochs": epochs, "training.protocol": "dev", "data.test": None}
+    contextual = predictor.config.embeddings.contextual
+    if contextual.enabled and (model / contextual.encoder).is_dir():
+        changes["embeddings.contextual.encoder"] = str((model / contextual.encoder).resolve())
+    config = predictor.config.with_overrides(changes)
+    runtime = Runtime(device="cpu", num_threads=None)  # all cores, whatever the run was trained with
+    with tempfile.TemporaryDirectory() as run:
+        train(config, run, runtime=runtime, progress=False, log=lambda _: None)
+        rows = [json.loads(line) for line in (Path(run) / "log.jsonl").read_text().splitlines()]
+    return [r["seconds"] for r in rows]
 
 
 if __name__ == "__main__":
