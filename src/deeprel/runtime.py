@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Literal, get_args
 if TYPE_CHECKING:
     import torch
 
-Precision = Literal["auto", "fp32", "bf16", "int8"]
+EncoderPrecision = Literal["fp32", "bf16", "int8"]  # what an encoder runs at
+Precision = Literal["auto", EncoderPrecision]  # what may be asked for: "auto" is resolved to one of those
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 DEFAULT_PRECISION: Precision = "auto"  # extraction (API, predict, extract, serve): bf16 where the CPU has it
 # deeprel extract's sentences per batch. Measured (benchmarks/extract_settings.py, docs/results.md): with each
@@ -72,7 +73,7 @@ def pick_device(name: str | torch.device) -> torch.device:
     return device
 
 
-def resolve_precision(precision: str, device: torch.device) -> Literal["fp32", "bf16", "int8"]:
+def resolve_precision(precision: str, device: torch.device) -> EncoderPrecision:
     """The encoder precision to run at. "auto": bf16 on a CPU whose instructions do bf16 natively (AVX-512
     BF16 or AMX), fp32 elsewhere (emulated bf16 is slower than fp32; a GPU is fast at fp32 already). int8
     (PyTorch's dynamic quantisation of the encoder's linear layers) runs on the CPU only."""

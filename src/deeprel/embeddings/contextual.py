@@ -13,12 +13,14 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from deeprel.config import DEFAULT_ENCODER, ContextualConfig
+from deeprel.runtime import EncoderPrecision
 
 
 class EncoderError(ValueError):
@@ -106,15 +108,15 @@ class ContextualEncoder(nn.Module):
         self.num_layers = self.encoder.config.num_hidden_layers + 1  # the embedding output counts as a layer
         self.output_size = self.encoder.config.hidden_size
         self.mix = ScalarMix(self.num_layers) if config.layers == "mix" else None
-        self.precision = "fp32"
+        self.precision: EncoderPrecision = "fp32"
         self._set_trainable()
 
-    def set_precision(self, precision: str) -> None:
+    def set_precision(self, precision: EncoderPrecision) -> None:
         """Run the transformer at ``precision`` from now on, for inference: "fp32"; "bf16", autocast (matrix
         products in bfloat16, the rest in fp32); or "int8", PyTorch's dynamic quantisation of its linear
         layers (weights int8, activations quantised per batch; CPU only), which replaces them for good."""
-        if precision not in ("fp32", "bf16", "int8"):
-            raise ValueError(f"precision must be fp32, bf16 or int8, got {precision!r}")
+        if precision not in get_args(EncoderPrecision):
+            raise ValueError(f"precision must be one of {', '.join(get_args(EncoderPrecision))}, got {precision!r}")
         if precision == self.precision:
             return
         if self.precision == "int8":
