@@ -45,7 +45,7 @@ from deeprel.data.extraction import extraction_record
 from deeprel.data.readers import read_documents
 from deeprel.data.text import Tokenizer
 from deeprel.data.types import DataError, Document
-from deeprel.model.files import REQUIRED_FILES, ModelLoadError
+from deeprel.model.files import REQUIRED_FILES, model_directory
 from deeprel.runtime import (
     DEFAULT_PRECISION,
     EXTRACT_BATCH_SIZE,
@@ -207,7 +207,7 @@ def extract_file(
         input_sha256=input_sha256,
         input_size=input_size,
         input_format=fmt,
-        model=str(model_dir.resolve()),
+        model=str(model_directory(model_dir).resolve()),  # an installed package's name: its directory
         model_sha256=_fingerprint_model(model_dir),
         threshold=threshold,
         precision=resolve_precision(precision, pick_device("auto")),
@@ -491,11 +491,7 @@ def _fingerprint_input(path: Path) -> tuple[str, int, int]:
 
 def _fingerprint_model(model_dir: Path) -> str:
     """SHA-256 over the model directory's required files: the same model gives the same hash wherever it is."""
-    if not model_dir.is_dir():
-        raise ModelLoadError(f"{model_dir}: no such model directory")
-    missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]
-    if missing:
-        raise ModelLoadError(f"{model_dir}: incomplete model directory, missing {', '.join(missing)}")
+    model_dir = model_directory(model_dir)
     digest = hashlib.sha256()
     for name in REQUIRED_FILES:
         digest.update(name.encode() + b"\0")

@@ -7,6 +7,9 @@ A model directory holds
     model.safetensors  every weight and buffer except the pre-trained encoder's
     encoder/           fine-tuned mode only: the trained encoder, in Hugging Face layout (safetensors)
     meta.json          deeprel version, parameter counts, how it was trained
+
+Wherever a model directory is asked for, the name of an installed model package (``deeprel package``,
+:mod:`deeprel.model.packages`) does as well: :func:`model_directory` turns either into the directory.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from deeprel.config import Config, ConfigError, parse_config
+from deeprel.config import DEFAULT_ENCODER, Config, ConfigError, parse_config
 from deeprel.embeddings.chars import CharVocabulary
 from deeprel.embeddings.contextual import (
     ContextualEncoder,
@@ -34,6 +37,7 @@ from deeprel.embeddings.contextual import (
 from deeprel.embeddings.static import StaticEmbedding, WordVocabulary
 from deeprel.model.inputs import Featurizer, Labels
 from deeprel.model.joint import JointModel, TokenEmbedder
+from deeprel.model.packages import installed_model_directory, installed_models, is_package_name
 
 REQUIRED_FILES = ("config.json", "labels.json", "vocab.json", "model.safetensors")
 ENCODER_PREFIX = "embedder.contextual.encoder."
@@ -137,14 +141,66 @@ def _read_json(path: Path) -> Any:
         raise ModelLoadError(f"{path}: unreadable: {error}") from None
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild a model from its directory. Only JSON and safetensors are read: nothing is executed."""
-    directory = Path(directory)
+def model_directory(reference: str | Path) -> Path:
+    """The model directory ``reference`` names, checked to hold the required files: the name of an installed
+    model package (a package comes first, as in ``spacy.load``), else a path."""
+    text = str(reference)
+    directory = (installed_model_directory(text) if is_package_name(text) else None) or Path(reference)
     if not directory.is_dir():
+        if is_package_name(text):
+            installed = ", ".join(sorted(installed_models())) or "none"
+            raise ModelLoadError(
+                f"{text}: no such model directory, and no installed deeprel model package is named {text!r}"
+                f" (installed: {installed})"
+            )
         raise ModelLoadError(f"{directory}: no such model directory")
     missing = [name for name in REQUIRED_FILES if not (directory / name).is_file()]
     if missing:
         raise ModelLoadError(f"{directory}: incomplete model directory, missing {', '.join(missing)}")
+    return directory
+
+
+def copy_model_directory(source: str | Path, target: str | Path) -> str | None:
+    """Copy a model directory to ``target`` (atomically) so that the copy works on its own: an encoder that
+    is a local folder (a fine-tuned model's ``encoder/``, or the folder a frozen model names) goes inside it.
+    Returns the encoder package the copy needs installed: the bundled MiniLM's name, or None."""
+    source, target = model_directory(source), Path(target)
+    if target.resolve() == source.resolve():
+        raise ValueError(f"{target}: cannot copy a model directory onto itself")
+    raw = _read_json(source / "config.json")
+    try:
+        contextual = parse_config(raw, source=str(source / "config.json")).embeddings.contextual
+    except ConfigError as error:
+        raise ModelLoadError(str(error)) from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        for name in (*REQUIRED_FILES, "meta.json"):
+            if (source / name).is_file():
+                shutil.copy2(source / name, staging / name)
+        needs = None
+        if contextual.enabled and contextual.encoder == DEFAULT_ENCODER:
+            needs = DEFAULT_ENCODER
+        elif contextual.enabled:
+            try:
+                encoder = resolve_encoder_path(contextual.encoder, source)
+            except EncoderError as error:
+                raise ModelLoadError(f"{source}: {error}") from None
+            shutil.copytree(encoder, staging / FINETUNED_ENCODER_DIR)
+            if contextual.encoder != FINETUNED_ENCODER_DIR:
+                raw["embeddings"]["contextual"]["encoder"] = FINETUNED_ENCODER_DIR
+                _write_json(staging / "config.json", raw)
+        replace_directory(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return needs
+
+
+def load_model(reference: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild a model from its directory (or an installed model package's, by name). Only JSON and
+    safetensors are read: nothing is executed."""
+    directory = model_directory(reference)
     try:
         config = parse_config(_read_json(directory / "config.json"), source=str(directory / "config.json"))
     except ConfigError as error:
