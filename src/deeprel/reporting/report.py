@@ -465,6 +465,29 @@ def extract_vs_spacy(results: dict[str, Any]) -> list[str]:
     return lines + ["", "Command:", ""] + _commands({"run": results})
 
 
+def spacy_component(results: dict[str, Any]) -> list[str]:
+    """One run of benchmarks/spacy_component.py: the component, the library and deeprel extract, one file."""
+    extract, library, component = results["extract"], results["library"], results["component"]
+    rounds = " / ".join(f"{s:.2f}" for s in library["seconds"]), " / ".join(f"{s:.2f}" for s in component["seconds"])
+    rows = [
+        ["deeprel extract", "subprocess, a worker per core", "–", f"{extract['sentences_per_second']:.1f}"],
+        ["library", library["call"], rounds[0], f"{library['sentences_per_second']:.1f}"],
+        ["spaCy component", component["call"], rounds[1], f"{component['sentences_per_second']:.1f}"],
+    ]
+    lines = _table(["path", "how", "seconds, each round", "sentences/s"], rows)
+    agreement = results["agreement"]
+    lines += [
+        "",
+        f"{_number(results['sentences'])} sentences, precision {results['precision']}, batches of"
+        f" {results['batch_size']} sentences, {results['torch_threads']} torch threads in-process. The component"
+        f" runs at {results['component_over_library']:.3f} of the library's speed and"
+        f" {results['component_over_extract']:.3f} of deeprel extract's; it found the same entities as the"
+        f" library on {100 * agreement['sentences_with_the_same_entities']:.2f}% of the sentences (largest"
+        f" entity score difference there {agreement['largest_score_difference']:.5f}).",
+    ]
+    return lines + ["", "Command:", ""] + _commands({"run": results})
+
+
 def load_test(results: dict[str, Any]) -> list[str]:
     """benchmarks/load_test.py runs (``load_test_*.json``), one row each."""
     rows = []
@@ -509,6 +532,7 @@ def sections(papers: Papers) -> list[Section]:
         Section("The encoder's precision", "encoder_precision.json", "encoder_precision", encoder_precision),
         Section("Batch extraction beside spaCy", "extract_vs_spacy.json", "extract_vs_spacy", extract_vs_spacy),
         Section("Extraction batch size and workers", "extract_settings.json", "extract_settings", extract_settings),
+        Section("The spaCy component", "spacy_component.json", "spacy_component", spacy_component),
         Section("HTTP service under load", "load_test_*.json", "load_test", load_test),
     ]
 
