@@ -18,6 +18,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,14 +103,26 @@ def replace_directory(source: Path, target: Path) -> None:
         os.replace(source, target)
 
 
+@contextmanager
+def staged_directory(target: Path) -> Iterator[Path]:
+    """A temporary directory beside ``target`` to write into: it replaces ``target`` when the block ends
+    without an error, and is removed when it does not."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield staging
+        replace_directory(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def save_model(
     model: JointModel, featurizer: Featurizer, config: Config, directory: str | Path, meta: dict[str, Any]
 ) -> Path:
     """Write a model directory (see the module doc) atomically; ``config`` is the one it was built from."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
+    with staged_directory(directory) as staging:
         encoder = model.embedder.contextual
         if encoder is not None and encoder.finetuned:
             encoder.encoder.save_pretrained(staging / FINETUNED_ENCODER_DIR, safe_serialization=True)
@@ -127,10 +141,6 @@ def save_model(
         state = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith(ENCODER_PREFIX)}
         save_file(state, str(staging / "model.safetensors"))
         _write_json(staging / "meta.json", meta)
-        replace_directory(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return directory
 
 
@@ -172,9 +182,7 @@ def copy_model_directory(source: str | Path, target: str | Path) -> str | None:
         contextual = parse_config(raw, source=str(source / "config.json")).embeddings.contextual
     except ConfigError as error:
         raise ModelLoadError(str(error)) from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with staged_directory(target) as staging:
         for name in (*REQUIRED_FILES, "meta.json"):
             if (source / name).is_file():
                 shutil.copy2(source / name, staging / name)
@@ -190,10 +198,6 @@ def copy_model_directory(source: str | Path, target: str | Path) -> str | None:
             if contextual.encoder != FINETUNED_ENCODER_DIR:
                 raw["embeddings"]["contextual"]["encoder"] = FINETUNED_ENCODER_DIR
                 _write_json(staging / "config.json", raw)
-        replace_directory(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return needs
 
 
