@@ -192,7 +192,7 @@ def extract_file(
     they are spawned, so a script that calls this with several workers needs ``if __name__ == "__main__":``.
     """
     started = time.perf_counter()
-    model_dir, input_path, output_path = Path(model_dir), Path(input_path), Path(output_path)
+    input_path, output_path = Path(input_path), Path(output_path)
     if batch_size < 1 or chunk_size < 1 or (workers is not None and workers < 1):
         raise ValueError("batch_size, chunk_size and workers must be at least 1")
     if on_error not in ("skip", "stop"):
@@ -201,13 +201,14 @@ def extract_file(
         raise ValueError(f"{output_path}: the output would overwrite the input")
     fmt = resolve_input_format(input_path, input_format)
     input_sha256, input_size, total_lines = _fingerprint_input(input_path)
+    model_dir = model_directory(model_dir)  # checked; an installed package's name becomes its directory
     state = ExtractState(
         version=STATE_VERSION,
         input=str(input_path.resolve()),
         input_sha256=input_sha256,
         input_size=input_size,
         input_format=fmt,
-        model=str(model_directory(model_dir).resolve()),  # an installed package's name: its directory
+        model=str(model_dir.resolve()),
         model_sha256=_fingerprint_model(model_dir),
         threshold=threshold,
         precision=resolve_precision(precision, pick_device("auto")),
@@ -491,7 +492,6 @@ def _fingerprint_input(path: Path) -> tuple[str, int, int]:
 
 def _fingerprint_model(model_dir: Path) -> str:
     """SHA-256 over the model directory's required files: the same model gives the same hash wherever it is."""
-    model_dir = model_directory(model_dir)
     digest = hashlib.sha256()
     for name in REQUIRED_FILES:
         digest.update(name.encode() + b"\0")

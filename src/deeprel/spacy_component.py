@@ -233,8 +233,7 @@ class DeeprelComponent(Pipe):
         assert self._source is not None
         if target.exists() and target.resolve() == self._source.resolve():
             return  # saved where it was read from
-        Path(path).mkdir(parents=True, exist_ok=True)
-        copy_model_directory(self._source, target)
+        copy_model_directory(self._source, target)  # makes the component's folder too
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> "DeeprelComponent":
         """Load the model saved by :meth:`to_disk`."""
