@@ -132,6 +132,8 @@ def test_bad_input_types_are_rejected(extractor) -> None:
         extractor(["fine", 3])
     with pytest.raises(TypeError, match="text 0: expected a str, got bytes"):
         extractor.extract([b"bytes"])
+    with pytest.raises(TypeError, match=r"extract takes a list of texts; for one text, call the model"):
+        extractor.extract("one text, not a list")
     with pytest.raises(TypeError, match="sentence 0: expected a list of str tokens"):
         extractor.extract_tokens(["not a token list"])
     with pytest.raises(TypeError, match="sentence 1: expected a list of str tokens"):

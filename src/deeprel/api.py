@@ -111,6 +111,8 @@ class Extractor:
 
     def extract(self, texts: Iterable[str]) -> list[Extraction]:
         """One ``Extraction`` per string; all their sentences go through the model in shared batches."""
+        if isinstance(texts, str):  # iterating it would extract from each character
+            raise TypeError("extract takes a list of texts; for one text, call the model: model(text)")
         texts = list(texts)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
