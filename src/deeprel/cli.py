@@ -955,5 +955,52 @@ def serve(
     run_server(model_dir, settings, host=host, port=port)
 
 
+@main.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Package name, also the name deeprel.load takes (e.g. conll04_frozen).")
+@click.option("--version", "package_version", required=True, help="Package version (PEP 440, e.g. 1.0.0).")
+@click.option(
+    "--metrics",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The run's metrics.json to take the scores from [default: beside MODEL_DIR, as deeprel train writes it].",
+)
+@click.option("--description", help="One-line summary on the package's index page.")
+@click.option("--force", is_flag=True, help="Replace the wheel and sdist of this name and version if they exist.")
+def package(
+    model_dir: Path,
+    output_dir: Path,
+    name: str,
+    package_version: str,
+    metrics: Path | None,
+    description: str | None,
+    force: bool,
+) -> None:
+    """Build a wheel and an sdist of a model that pip installs; after `pip install`, deeprel.load("NAME"),
+    `deeprel predict NAME` and spaCy's nlp.add_pipe("deeprel", config={"model": "NAME"}) find it."""
+    require("package", "deeprel package")
+    from deeprel.model.files import read_json
+    from deeprel.packaging import build_package, scores_from_metrics
+
+    scores = None
+    if metrics is not None:
+        raw = read_json(metrics)
+        if not isinstance(raw, dict):
+            raise click.UsageError(f"{metrics}: not a metrics.json (a JSON object, as deeprel train writes)")
+        scores = scores_from_metrics(raw)
+    built = build_package(
+        model_dir,
+        output_dir,
+        name,
+        package_version,
+        scores=scores,
+        description=description,
+        overwrite=force,
+        log=lambda line: click.echo(line, err=True),
+    )
+    for path in built:
+        click.echo(path)
+
+
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "uvicorn"),
     "tune": ("optuna", "sqlalchemy", "tomli_w", "matplotlib"),
     "plots": ("matplotlib",),
+    "package": ("build", "setuptools", "tomli_w"),
 }
 
 

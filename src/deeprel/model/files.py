@@ -144,7 +144,7 @@ def save_model(
     return directory
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -177,7 +177,7 @@ def copy_model_directory(source: str | Path, target: str | Path) -> str | None:
     source, target = model_directory(source), Path(target)
     if target.resolve() == source.resolve():
         raise ValueError(f"{target}: cannot copy a model directory onto itself")
-    raw = _read_json(source / "config.json")
+    raw = read_json(source / "config.json")
     try:
         contextual = parse_config(raw, source=str(source / "config.json")).embeddings.contextual
     except ConfigError as error:
@@ -206,12 +206,12 @@ def load_model(reference: str | Path, device: str | torch.device = "cpu") -> Loa
     safetensors are read: nothing is executed."""
     directory = model_directory(reference)
     try:
-        config = parse_config(_read_json(directory / "config.json"), source=str(directory / "config.json"))
+        config = parse_config(read_json(directory / "config.json"), source=str(directory / "config.json"))
     except ConfigError as error:
         raise ModelLoadError(str(error)) from None
     try:
-        labels = Labels.from_dict(_read_json(directory / "labels.json"))
-        vocab = _read_json(directory / "vocab.json")
+        labels = Labels.from_dict(read_json(directory / "labels.json"))
+        vocab = read_json(directory / "vocab.json")
         words = WordVocabulary.from_dict(vocab["words"]) if vocab["words"] is not None else None
         chars = CharVocabulary.from_dict(vocab["chars"]) if vocab["chars"] is not None else None
     except (KeyError, TypeError, ValueError) as error:
@@ -236,5 +236,5 @@ def load_model(reference: str | Path, device: str | torch.device = "cpu") -> Loa
         model.load_state_dict(state, strict=False)
     except RuntimeError as error:
         raise ModelLoadError(f"{directory / 'model.safetensors'}: weights do not match config.json: {error}") from None
-    meta = _read_json(directory / "meta.json") if (directory / "meta.json").is_file() else {}
+    meta = read_json(directory / "meta.json") if (directory / "meta.json").is_file() else {}
     return LoadedModel(model.to(device).eval(), featurizer, config, meta)
