@@ -35,13 +35,14 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TextIO
+from typing import BinaryIO, Literal, TextIO
 
 from tqdm import tqdm
 
 from deeprel.api import Extraction, Extractor, load
 from deeprel.atomic import write_atomically, write_text_atomically
 from deeprel.data.extraction import extraction_record
+from deeprel.data.lines import READ_BLOCK, BadLine, InputRecord, parse_line, scan_input
 from deeprel.data.readers import read_documents
 from deeprel.data.text import Tokenizer
 from deeprel.data.types import DataError, Document
@@ -58,23 +59,6 @@ from deeprel.runtime import (
 InputFormat = Literal["auto", "text", "jsonl"]
 OnError = Literal["skip", "stop"]
 STATE_VERSION = 1
-_READ_BLOCK = 1 << 16
-
-
-@dataclass(frozen=True)
-class InputRecord:
-    """A good input line: a document's text, or one pre-tokenised sentence."""
-
-    line: int
-    id: str | int | None
-    text: str | None = None
-    tokens: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class BadLine:
-    line: int
-    error: str
 
 
 @dataclass(frozen=True)
@@ -200,7 +184,8 @@ def extract_file(
     if output_path.exists() and output_path.resolve() == input_path.resolve():
         raise ValueError(f"{output_path}: the output would overwrite the input")
     fmt = resolve_input_format(input_path, input_format)
-    input_sha256, input_size, total_lines = _fingerprint_input(input_path)
+    scan = scan_input(input_path)
+    input_sha256, input_size, total_lines = scan.sha256, scan.size, scan.lines
     model_dir = model_directory(model_dir)  # checked; an installed package's name becomes its directory
     state = ExtractState(
         version=STATE_VERSION,
@@ -209,7 +194,7 @@ def extract_file(
         input_size=input_size,
         input_format=fmt,
         model=str(model_dir.resolve()),
-        model_sha256=_fingerprint_model(model_dir),
+        model_sha256=fingerprint_model(model_dir),
         threshold=threshold,
         precision=resolve_precision(precision, pick_device("auto")),
         entity_scores=entity_scores,
@@ -306,66 +291,6 @@ def resolve_input_format(path: Path, input_format: InputFormat) -> Literal["text
     return input_format
 
 
-def parse_line(number: int, raw: bytes, fmt: Literal["text", "jsonl"]) -> InputRecord | BadLine:
-    """One raw input line (with its newline) as a record, or the reason it is bad."""
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return BadLine(number, f"not valid UTF-8 ({error.reason} at byte offset {error.start} of the line)")
-    line = line.removesuffix("\n").removesuffix("\r")
-    if number == 1:
-        line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
-    if fmt == "text":
-        return InputRecord(number, None, text=line)
-    return _parse_json_line(number, line)
-
-
-def _parse_json_line(number: int, line: str) -> InputRecord | BadLine:
-    if not line.strip():
-        return BadLine(number, "blank line, expected a JSON object")
-    try:
-        data = json.loads(line)
-    except json.JSONDecodeError as error:
-        return BadLine(number, f"invalid JSON: {error.msg} at column {error.colno}")
-    if not isinstance(data, dict):
-        return BadLine(number, f"expected a JSON object, got {_json_type(data)}")
-    identifier = data.get("id")
-    if identifier is not None and (isinstance(identifier, bool) or not isinstance(identifier, str | int)):
-        return BadLine(number, f'"id" must be a string or an integer, got {_json_type(identifier)}')
-    if ("text" in data) == ("tokens" in data):
-        return BadLine(number, 'expected exactly one of "text" and "tokens"')
-    if "text" in data:
-        text = data["text"]
-        if not isinstance(text, str):
-            return BadLine(number, f'"text" must be a string, got {_json_type(text)}')
-        if not _encodable(text):
-            return BadLine(number, '"text" holds a lone surrogate escape (not a Unicode character)')
-        return InputRecord(number, identifier, text=text)
-    tokens = data["tokens"]
-    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
-        return BadLine(number, '"tokens" must be a non-empty list of strings')
-    blank = next((i for i, token in enumerate(tokens) if not token.strip()), None)
-    if blank is not None:
-        return BadLine(number, f'"tokens": token {blank} is empty or whitespace')
-    if not all(_encodable(token) for token in tokens):
-        return BadLine(number, '"tokens" holds a lone surrogate escape (not a Unicode character)')
-    return InputRecord(number, identifier, tokens=tuple(tokens))
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
-    return names.get(type(value), "a number")
-
-
-def _encodable(text: str) -> bool:
-    """JSON may escape lone surrogates, which no UTF-8 output can hold."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _read_chunks(path: Path, fmt: Literal["text", "jsonl"], start_after: int, size: int) -> Iterator[Chunk]:
     """The input after line ``start_after``, ``size`` lines at a time; only one chunk is held at once."""
     with path.open("rb") as handle:
@@ -379,13 +304,18 @@ def _read_chunks(path: Path, fmt: Literal["text", "jsonl"], start_after: int, si
             )
 
 
-def extract_records(extractor: Extractor, records: Sequence[InputRecord]) -> ChunkResult:
-    """Run the model over a chunk's good records; texts and token lists each go through in shared batches."""
+def extract_inputs(extractor: Extractor, records: Sequence[InputRecord]) -> list[Extraction]:
+    """Run the model over good records, in order; texts and token lists each go through in shared batches."""
     texts = [r.text for r in records if r.text is not None]
     sentences = [r.tokens for r in records if r.tokens is not None]
     from_texts = iter(extractor.extract(texts) if texts else [])
     from_tokens = iter(extractor.extract_tokens(sentences) if sentences else [])
-    results: list[Extraction] = [next(from_texts) if r.text is not None else next(from_tokens) for r in records]
+    return [next(from_texts) if r.text is not None else next(from_tokens) for r in records]
+
+
+def extract_records(extractor: Extractor, records: Sequence[InputRecord]) -> ChunkResult:
+    """A chunk's good records as output lines."""
+    results = extract_inputs(extractor, records)
     return ChunkResult(
         lines=tuple(
             (r.line, json.dumps(extraction_record(r.line, r.id, e), ensure_ascii=False) + "\n")
@@ -478,25 +408,13 @@ def _extract_in_worker(options: _ModelOptions, records: Sequence[InputRecord]) -
     return extract_records(_worker_extractor, records)
 
 
-def _fingerprint_input(path: Path) -> tuple[str, int, int]:
-    """SHA-256, size in bytes and number of lines of the input, in one read."""
-    digest, size, newlines, last = hashlib.sha256(), 0, 0, b"\n"
-    with path.open("rb") as handle:
-        while block := handle.read(_READ_BLOCK * 16):
-            digest.update(block)
-            size += len(block)
-            newlines += block.count(b"\n")
-            last = block[-1:]
-    return digest.hexdigest(), size, newlines + (last != b"\n")
-
-
-def _fingerprint_model(model_dir: Path) -> str:
+def fingerprint_model(model_dir: Path) -> str:
     """SHA-256 over the model directory's required files: the same model gives the same hash wherever it is."""
     digest = hashlib.sha256()
     for name in REQUIRED_FILES:
         digest.update(name.encode() + b"\0")
         with (model_dir / name).open("rb") as handle:
-            while block := handle.read(_READ_BLOCK * 16):
+            while block := handle.read(READ_BLOCK * 16):
                 digest.update(block)
     return digest.hexdigest()
 
@@ -546,7 +464,7 @@ def _after_last_newline(handle: BinaryIO, end: int) -> int:
     """The position just after the last newline before ``end`` (0 if none), read backwards block by block."""
     position = end
     while position > 0:
-        size = min(_READ_BLOCK, position)
+        size = min(READ_BLOCK, position)
         handle.seek(position - size)
         found = handle.read(size).rfind(b"\n")
         if found >= 0:
