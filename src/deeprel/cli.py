@@ -7,7 +7,7 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -792,14 +792,49 @@ def render(
 
 @main.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
-@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSONL output.")
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
+@click.option(
+    "-o", "--output", required=True, help="JSONL output file; with --engine ray, a folder (or URL) for the shards."
+)
 @click.option(
     "--input-format",
-    type=click.Choice(["auto", "text", "jsonl"]),
+    type=click.Choice(["auto", "text", "jsonl", "parquet"]),
     default="auto",
     show_default=True,
-    help="auto: jsonl for .jsonl/.json files, else text (one document per line).",
+    help="auto: jsonl for .jsonl/.json files, parquet for .parquet (--engine ray), else text (a document a line).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: worker processes on this machine, one file in; ray: Ray Data actors, files, folders, globs, URLs.",
+)
+@click.option(
+    "--address", help="--engine ray: the cluster to join (auto: the one `ray start` runs here) [a local one]."
+)
+@click.option("--actors", type=click.IntRange(min=1), help="--engine ray: actors, each with a model [one per CPU/GPU].")
+@click.option("--num-gpus", type=click.FloatRange(min=0), default=0, help="--engine ray: GPUs per actor (0: CPU).")
+@click.option(
+    "--output-format",
+    type=click.Choice(["parquet", "jsonl"]),
+    default="parquet",
+    show_default=True,
+    help="--engine ray: the shards' format.",
+)
+@click.option(
+    "--shard-rows",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="--engine ray: input rows per output shard (the unit a rerun skips when done).",
+)
+@click.option(
+    "--model-transfer",
+    type=click.Choice(["object_store", "path"]),
+    default="object_store",
+    show_default=True,
+    help="--engine ray: send the model's files through Ray's object store, or let actors read MODEL's path.",
 )
 @click.option(
     "--batch-size",
@@ -836,9 +871,16 @@ def render(
 @inference_options()
 def extract(
     model_dir: Path,
-    input_path: Path,
-    output: Path,
+    inputs: tuple[str, ...],
+    output: str,
     input_format: str,
+    engine: str,
+    address: str | None,
+    actors: int | None,
+    num_gpus: float,
+    output_format: str,
+    shard_rows: int,
+    model_transfer: str,
     batch_size: int,
     chunk_size: int,
     workers: int | None,
@@ -852,16 +894,57 @@ def extract(
     entity_scores: bool,
 ) -> None:
     """Extract from a large JSONL or text file, one document per line, into JSONL; rerun to resume. With
-    --format brat|doccano|label-studio, the finished JSONL is also written for that tool to --export."""
+    --format brat|doccano|label-studio, the finished JSONL is also written for that tool to --export.
+
+    With --engine ray, from JSONL, text or Parquet files, folders, glob patterns or URLs into Parquet or JSONL
+    shards on Ray Data (a local Ray, or the cluster at --address); rerun to skip the shards already done."""
+    if engine == "ray":
+        given = {"--chunk-size": chunk_size != 256, "--workers": workers is not None, "--on-error": on_error != "skip"}
+        given["--format/--export"] = export_path is not None
+        unused = [name for name, present in given.items() if present]
+        if unused:
+            raise click.UsageError(f"{', '.join(unused)}: not used by --engine ray (see deeprel extract --help)")
+        extract_on_ray(
+            model_dir,
+            inputs,
+            output,
+            address=address,
+            output_format=output_format,
+            input_format=input_format,
+            shard_rows=shard_rows,
+            batch_size=batch_size,
+            actors=actors,
+            num_gpus=num_gpus,
+            threshold=threshold,
+            precision=precision,
+            entity_scores=entity_scores,
+            model_transfer=model_transfer,
+            overwrite=overwrite,
+            quiet=quiet,
+        )
+        return
     from deeprel.extract import extract_file
 
+    ray_only = {"--address": address is not None, "--actors": actors is not None, "--num-gpus": num_gpus != 0}
+    ray_only["--output-format"] = output_format != "parquet"
+    ray_only["--shard-rows"] = shard_rows != 1000
+    ray_only["--model-transfer"] = model_transfer != "object_store"
+    ray_only["--input-format parquet"] = input_format == "parquet"
+    unused = [name for name, present in ray_only.items() if present]
+    if unused:
+        raise click.UsageError(f"{', '.join(unused)}: only with --engine ray")
+    if len(inputs) != 1:
+        raise click.UsageError("the local engine reads one INPUT file (--engine ray reads several)")
+    input_path = Path(inputs[0])
+    if not input_path.is_file():
+        raise click.UsageError(f"INPUT: {input_path} is not a file")
     if (export_format != "jsonl") != (export_path is not None):
         raise click.UsageError("--format brat|doccano|label-studio and --export go together")
 
     summary = extract_file(
         model_dir,
         input_path,
-        output,
+        Path(output),
         input_format=input_format,
         batch_size=batch_size,
         chunk_size=chunk_size,
@@ -877,9 +960,30 @@ def extract(
     if export_path is not None:
         from deeprel.data.readers import read_documents, write_documents
 
-        documents = read_documents(output, "extraction")  # the whole output, as documents with predictions
+        documents = read_documents(Path(output), "extraction")  # the whole output, as documents with predictions
         write_documents(documents, export_path, export_format)
         click.echo(f"{export_path}: {len(documents):,} documents ({export_format})")
+
+
+def extract_on_ray(
+    model_dir: Path, inputs: Sequence[str], output: str, *, address: str | None, quiet: bool, **options: Any
+) -> None:
+    """``deeprel extract --engine ray``: join or start Ray, run :func:`deeprel.cluster.extract_files`, print
+    the bad rows and the summary."""
+    require("ray", "deeprel extract --engine ray")
+    import ray
+
+    from deeprel.cluster import connect, extract_files
+
+    started = connect(address)
+    try:
+        if quiet:
+            ray.data.DataContext.get_current().enable_progress_bars = False
+        summary = extract_files(model_dir, inputs, output, log=lambda line: click.echo(line, err=True), **options)
+    finally:
+        if started:
+            ray.shutdown()
+    click.echo(summary.format())
 
 
 @main.command()

@@ -14,6 +14,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "tune": ("optuna", "sqlalchemy", "tomli_w", "matplotlib"),
     "plots": ("matplotlib",),
     "package": ("build", "setuptools", "tomli_w"),
+    "ray": ("ray", "ray.data", "pyarrow"),
 }
 
 
