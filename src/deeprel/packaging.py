@@ -15,7 +15,9 @@ built first and the wheel from the unpacked sdist, as ``python -m build`` does, 
 
 from __future__ import annotations
 
+import glob
 import importlib.metadata
+import importlib.util
 import json
 import os
 import subprocess
@@ -39,6 +41,7 @@ from deeprel.model.packages import (
     PACKAGE_META,
     PACKAGE_MODEL_DIR,
     installed_model_directory,
+    installed_models,
     is_package_name,
 )
 
@@ -73,19 +76,30 @@ def find_metrics(reference: str | Path) -> dict[str, Any] | None:
     directory = model_directory(reference)
     if is_package_name(str(reference)) and installed_model_directory(str(reference)) == directory:
         meta = directory.parent / PACKAGE_META
-        return read_json(meta).get("scores") if meta.is_file() else None
+        if not meta.is_file():
+            return None
+        record = read_json(meta)
+        if not isinstance(record, dict) or not isinstance(record.get("scores"), dict | None):
+            raise PackageError(f"{meta}: not a deeprel package record (a JSON object with 'scores')")
+        return record.get("scores")
     metrics = directory.parent / "metrics.json"
-    return scores_from_metrics(read_json(metrics)) if metrics.is_file() else None
+    return scores_from_metrics(read_json(metrics), str(metrics)) if metrics.is_file() else None
 
 
-def scores_from_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """What a package records of a run's ``metrics.json``: the dev early-stopping score of the final model
+def scores_from_metrics(metrics: Any, where: str) -> dict[str, Any]:
+    """What a package records of a run's ``metrics.json`` (``where``, for errors): the dev early-stopping
+    score (of the selection phase when the final model was retrained on train+dev, which has no dev set)
     and, when the run had a test set, its test scores (strict and boundaries, micro and macro, per type)."""
-    training = metrics.get("training") or {}
-    return {
-        "dev": {"best_dev_score": training.get("best_dev_score"), "best_epoch": training.get("best_epoch")},
-        "test": metrics.get("test"),
-    }
+    training = metrics.get("training") if isinstance(metrics, dict) else None
+    if not isinstance(training, dict | None) or not isinstance(metrics, dict):
+        raise PackageError(f"{where}: not a metrics.json (a JSON object with 'training', as deeprel train writes)")
+    training = training or {}
+    chosen = training.get("selection") if training.get("best_dev_score") is None else training
+    chosen = chosen if isinstance(chosen, dict) else {}
+    dev = chosen.get("best_dev_score")
+    if dev is not None and not isinstance(dev, int | float):
+        raise PackageError(f"{where}: best_dev_score is not a number: {dev!r}")
+    return {"dev": {"best_dev_score": dev, "best_epoch": chosen.get("best_epoch")}, "test": metrics.get("test")}
 
 
 def package_metadata(
@@ -97,6 +111,10 @@ def package_metadata(
     except ConfigError as error:
         raise ModelLoadError(str(error)) from None
     labels = read_json(directory / "labels.json")
+    if not isinstance(labels, dict) or not all(
+        isinstance(labels.get(k), list) for k in ("entity_types", "relation_types")
+    ):
+        raise ModelLoadError(f"{directory / 'labels.json'}: malformed (needs entity_types and relation_types lists)")
     meta = read_json(directory / "meta.json") if (directory / "meta.json").is_file() else {}
     contextual = config.embeddings.contextual
     return {
@@ -135,16 +153,16 @@ def model_card(meta: Mapping[str, Any]) -> str:
         f"- Encoder: {meta['encoder']['mode'] or 'none'}"
         + (f" ({meta['encoder']['package']})" if meta["encoder"]["package"] else ""),
     ]
-    dev = (scores.get("dev") or {}).get("best_dev_score")
-    if dev is not None:
+    dev = (scores.get("dev") or {}).get("best_dev_score") if isinstance(scores.get("dev"), dict) else None
+    if isinstance(dev, int | float):
         lines.append(f"- Dev {meta['early_stopping_metric']}: {dev:.2f}")
     test = scores.get("test")
-    if test:
+    table = [(mode, _micro_f1(tasks, "ner"), _micro_f1(tasks, "re")) for mode, tasks in (test or {}).items()]
+    if table and all(ner is not None and re is not None for _, ner, re in table):
         lines += ["", f"Test scores on {data['test'] or 'the test set'} (micro F1):", ""]
         lines += ["| mode | NER | RE |", "|---|---|---|"]
-        for mode, tasks in test.items():
-            lines.append(f"| {mode} | {tasks['ner']['micro']['f1']:.2f} | {tasks['re']['micro']['f1']:.2f} |")
-    if not scores:
+        lines += [f"| {mode} | {ner:.2f} | {re:.2f} |" for mode, ner, re in table]
+    elif not isinstance(dev, int | float):
         lines.append("- Scores: none recorded")
     lines += [
         "",
@@ -160,7 +178,16 @@ def model_card(meta: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _pyproject(meta: Mapping[str, Any], description: str) -> str:
+def _micro_f1(tasks: Any, task: str) -> float | None:
+    """``tasks[task]["micro"]["f1"]`` of an evaluation result, or None when the scores have another shape."""
+    try:
+        value = tasks[task]["micro"]["f1"]
+    except (KeyError, TypeError):
+        return None
+    return value if isinstance(value, int | float) else None
+
+
+def _pyproject(meta: Mapping[str, Any], description: str, files: Sequence[str]) -> str:
     import tomli_w
 
     name = meta["name"]
@@ -183,8 +210,8 @@ def _pyproject(meta: Mapping[str, Any], description: str) -> str:
                 "setuptools": {
                     "packages": [name],
                     "include-package-data": False,  # exactly the files below, whatever a VCS would add
-                    # "*" skips dot-files (an encoder folder's .gitattributes): ".*" takes them too
-                    "package-data": {name: [PACKAGE_META, f"{PACKAGE_MODEL_DIR}/**/*", f"{PACKAGE_MODEL_DIR}/**/.*"]},
+                    # every file by name (escaped): setuptools' globs skip dot-files and dot-folders
+                    "package-data": {name: [PACKAGE_META, *(glob.escape(f) for f in files)]},
                 }
             },
         }
@@ -207,7 +234,8 @@ def _write_project(
     )
     (package / PACKAGE_META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (project / "README.md").write_text(model_card(meta), encoding="utf-8")
-    (project / "pyproject.toml").write_text(_pyproject(meta, description), encoding="utf-8")
+    files = sorted(p.relative_to(package).as_posix() for p in model.rglob("*") if p.is_file())
+    (project / "pyproject.toml").write_text(_pyproject(meta, description, files), encoding="utf-8")
     return model
 
 
@@ -223,18 +251,20 @@ def _quiet_runner(cmd: Sequence[str], cwd: str | None = None, extra_environ: Map
 def _build(project: Path, distribution: str, output: Path) -> Path:
     import build
 
-    builder = build.ProjectBuilder(project, python_executable=sys.executable, runner=_quiet_runner)
-    missing = builder.check_dependencies(distribution)
-    if missing:
-        needed = ", ".join(sorted(chain[0] for chain in missing))
-        raise PackageError(
-            f"building a {distribution} needs {needed} in this environment: pip install 'deeprel[package]'"
-        )
     try:
+        builder = build.ProjectBuilder(project, python_executable=sys.executable, runner=_quiet_runner)
+        missing = builder.check_dependencies(distribution)  # runs a setuptools hook too
+        if missing:
+            needed = ", ".join(sorted(chain[0] for chain in missing))
+            raise PackageError(
+                f"building a {distribution} needs {needed} in this environment: pip install 'deeprel[package]'"
+            )
         return Path(builder.build(distribution, output))
     except build.BuildBackendException as error:
         cause = error.exception
         raise PackageError(str(cause) if isinstance(cause, PackageError) else f"setuptools failed: {cause}") from None
+    except build.BuildException as error:
+        raise PackageError(f"the package's build failed: {error}") from None
 
 
 def _check_wheel(wheel: Path, model: Path, name: str) -> None:
@@ -266,9 +296,13 @@ def build_package(
     require("package", "deeprel package")
     if not is_package_name(name):
         raise PackageError(
-            f"{name!r} is not a model package name: lowercase letters, digits and underscores, starting with a"
-            " letter (e.g. conll04_frozen), so that the name pip installs, the module and deeprel.load's name agree"
+            f"{name!r} is not a model package name: lowercase letters and digits, single underscores between"
+            " them, starting with a letter (e.g. conll04_frozen), so that the name pip installs, the module and"
+            " deeprel.load's name agree"
         )
+    taken = name in sys.stdlib_module_names or name in {"deeprel", "model"}
+    if taken or (name not in installed_models() and importlib.util.find_spec(name) is not None):
+        raise PackageError(f"{name!r} is the name of a module already installed: choose another package name")
     try:
         version = str(Version(version))
     except InvalidVersion:
@@ -280,7 +314,27 @@ def build_package(
     if existing and not overwrite:
         raise FileExistsError(f"{' and '.join(existing)}: already built (--force replaces them)")
     scores = find_metrics(model) if scores is None else scores
+    created = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        _build_into(source, output_dir, targets, name, version, scores, description, log)
+    except BaseException:
+        if created and not any(output_dir.iterdir()):
+            output_dir.rmdir()
+        raise
+    return targets
+
+
+def _build_into(
+    source: Path,
+    output_dir: Path,
+    targets: tuple[Path, Path],
+    name: str,
+    version: str,
+    scores: Mapping[str, Any] | None,
+    description: str | None,
+    log: Callable[[str], None],
+) -> None:
     with tempfile.TemporaryDirectory(prefix=f".{name}-build-", dir=output_dir) as work:
         work = Path(work)
         project = work / "project"
@@ -297,5 +351,18 @@ def build_package(
         for built, target in zip((sdist, wheel), targets):
             if built.name != target.name:
                 raise PackageError(f"setuptools named the file {built.name}, expected {target.name}")
-            os.replace(built, target)
-    return targets
+        # the pair replaces any earlier pair whole: the old files wait in the work folder until both are in
+        old = work / "old"
+        old.mkdir()
+        kept = [(target, old / target.name) for target in targets if target.exists()]
+        for target, backup in kept:
+            os.replace(target, backup)
+        try:
+            for built, target in zip((sdist, wheel), targets):
+                os.replace(built, target)
+        except BaseException:
+            for target in targets:
+                target.unlink(missing_ok=True)
+            for target, backup in kept:
+                os.replace(backup, target)
+            raise

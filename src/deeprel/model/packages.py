@@ -18,8 +18,9 @@ ENTRY_POINT_GROUP = "deeprel_models"
 PACKAGE_MODEL_DIR = "model"  # the model directory inside the package's folder
 PACKAGE_META = "deeprel-package.json"  # the package's metadata (labels, scores, ...), beside model/
 # A package name is a Python module name in lowercase (as spaCy's pipeline packages, e.g. en_core_web_sm),
-# so that the distribution, the import package and the name given to deeprel.load are one string.
-PACKAGE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+# so that the distribution, the import package and the name given to deeprel.load are one string; single
+# underscores between letters and digits only, since PEP 503 normalisation would merge "a__b" into "a_b".
+PACKAGE_NAME = re.compile(r"[a-z](?:_?[a-z0-9])*")
 
 
 def is_package_name(reference: str) -> bool:
