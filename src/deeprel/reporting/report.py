@@ -488,6 +488,44 @@ def spacy_component(results: dict[str, Any]) -> list[str]:
     return lines + ["", "Command:", ""] + _commands({"run": results})
 
 
+def ray_extract(results: dict[str, Any]) -> list[str]:
+    """One run of benchmarks/ray_extract.py: deeprel extract and its Ray engine (1 and 2 actors), one file."""
+    rows = []
+    for name, run in results["runs"].items():
+        processes = run["processes"]
+        model_role = "extract worker" if "extract worker" in processes else "ray actor"
+        others = sum(p["cpu_seconds"] for role, p in processes.items() if role not in (model_role, "driver"))
+        rows.append(
+            [name, f"{run['sentences_per_second']:.1f}", f"{run['sentences_per_second_with_startup']:.1f}"]
+            + [
+                f"{run['startup_seconds']:.1f}",
+                f"{run['cpu_seconds']:.0f}",
+                f"{processes[model_role]['cpu_seconds']:.0f}",
+            ]
+            + [f"{others + processes['driver']['cpu_seconds']:.0f}", f"{processes[model_role]['peak_mib_max']:.0f}"]
+            + [f"{processes['driver']['peak_mib_max']:.0f}", str(sum(p["processes"] for p in processes.values()))]
+        )
+    header = ["engine", "sentences/s", "with start-up", "start-up s", "CPU s, all", "CPU s, model processes"]
+    header += ["CPU s, driver and Ray's own", "peak MiB, a model process", "peak MiB, driver", "processes"]
+    lines = _table(header, rows)
+    agreement = results["agreement"]["ray, 2 actors"]
+    lines += [
+        "",
+        f"{results['input']}. Ray with 2 actors runs at {results['ray_2_actors_vs_extract']:.3f} of deeprel"
+        f" extract's speed with 2 workers; it found the same entities and relations on"
+        f" {100 * agreement['same_entities_and_relations']:.2f}% of the sentences (largest score difference"
+        f" {agreement['largest_score_difference']:.4f}).",
+        "",
+        "Commands (INPUT.jsonl and OUT stand for the benchmark's files):",
+        "",
+        "```bash",
+        results["command"],
+        *(run["command"] for run in results["runs"].values()),
+        "```",
+    ]
+    return lines
+
+
 def load_test(results: dict[str, Any]) -> list[str]:
     """benchmarks/load_test.py runs (``load_test_*.json``), one row each."""
     rows = []
@@ -533,6 +571,7 @@ def sections(papers: Papers) -> list[Section]:
         Section("Batch extraction beside spaCy", "extract_vs_spacy.json", "extract_vs_spacy", extract_vs_spacy),
         Section("Extraction batch size and workers", "extract_settings.json", "extract_settings", extract_settings),
         Section("The spaCy component", "spacy_component.json", "spacy_component", spacy_component),
+        Section("Extraction on Ray Data", "ray_extract.json", "ray_extract", ray_extract),
         Section("HTTP service under load", "load_test_*.json", "load_test", load_test),
     ]
 
