@@ -18,6 +18,8 @@ import deeprel
 from deeprel.cli import main
 from deeprel.cluster import (
     STATE_FILE,
+    ClusterState,
+    _prepare_output,
     extract_dataset,
     extract_files,
     output_schema,
@@ -258,3 +260,15 @@ def test_the_command_line_on_ray(cluster, model, sentences, tmp_path) -> None:
         main, ["extract", str(model), str(source), "-o", str(tmp_path / "x.jsonl"), "--actors", "2"]
     )
     assert local.exit_code == 2 and "--actors: only with --engine ray" in local.output
+
+
+def test_a_shard_killed_between_its_errors_and_its_output_is_not_done(tmp_path) -> None:
+    """Its errors file (written first, with the same suffix as JSONL output) does not mark it written."""
+    state = ClusterState(1, "m", "sha", None, "fp32", True, "jsonl", 10, [])
+    output = tmp_path / "shards"
+    assert _prepare_output(str(output), state, overwrite=False) == (set(), 0)
+    (output / "errors").mkdir()
+    (output / "errors" / "a-00000.jsonl").write_text('{"line": 3}\n')
+    (output / "errors" / "a-00001.jsonl").write_text('{"line": 12}\n')
+    (output / "a-00001.jsonl").write_text("{}\n")
+    assert _prepare_output(str(output), state, overwrite=False) == ({"a-00001"}, 1)

@@ -899,9 +899,7 @@ def extract(
     With --engine ray, from JSONL, text or Parquet files, folders, glob patterns or URLs into Parquet or JSONL
     shards on Ray Data (a local Ray, or the cluster at --address); rerun to skip the shards already done."""
     if engine == "ray":
-        given = {"--chunk-size": chunk_size != 256, "--workers": workers is not None, "--on-error": on_error != "skip"}
-        given["--format/--export"] = export_path is not None
-        unused = [name for name, present in given.items() if present]
+        unused = given_options("chunk_size", "workers", "on_error", "export_format", "export_path")
         if unused:
             raise click.UsageError(f"{', '.join(unused)}: not used by --engine ray (see deeprel extract --help)")
         extract_on_ray(
@@ -925,12 +923,8 @@ def extract(
         return
     from deeprel.extract import extract_file
 
-    ray_only = {"--address": address is not None, "--actors": actors is not None, "--num-gpus": num_gpus != 0}
-    ray_only["--output-format"] = output_format != "parquet"
-    ray_only["--shard-rows"] = shard_rows != 1000
-    ray_only["--model-transfer"] = model_transfer != "object_store"
-    ray_only["--input-format parquet"] = input_format == "parquet"
-    unused = [name for name, present in ray_only.items() if present]
+    unused = given_options("address", "actors", "num_gpus", "output_format", "shard_rows", "model_transfer")
+    unused += ["--input-format parquet"] if input_format == "parquet" else []
     if unused:
         raise click.UsageError(f"{', '.join(unused)}: only with --engine ray")
     if len(inputs) != 1:
@@ -963,6 +957,18 @@ def extract(
         documents = read_documents(Path(output), "extraction")  # the whole output, as documents with predictions
         write_documents(documents, export_path, export_format)
         click.echo(f"{export_path}: {len(documents):,} documents ({export_format})")
+
+
+def given_options(*names: str) -> list[str]:
+    """The options of the running command, among ``names``, given on the command line (or by the environment),
+    by their flag, e.g. ``--workers``: the ones another mode of the command would ignore."""
+    context = click.get_current_context()
+    flags = {p.name: p.opts[0] for p in context.command.params}
+    return [
+        flags[name]
+        for name in names
+        if context.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+    ]
 
 
 def extract_on_ray(

@@ -27,6 +27,7 @@ costs ~1% of extraction).
 
 from __future__ import annotations
 
+import dataclasses
 import glob as globbing
 import hashlib
 import json
@@ -52,7 +53,13 @@ from ray.data import ActorPoolStrategy, Dataset
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from deeprel.data.extraction import ExtractedEntity, ExtractedSentence, Extraction, RelationRecord
+from deeprel.data.extraction import (
+    ExtractedEntity,
+    ExtractedSentence,
+    Extraction,
+    RelationRecord,
+    extraction_record,
+)
 from deeprel.data.lines import BadLine, InputRecord, parse_line, parse_record, scan_input
 from deeprel.data.types import DataError
 from deeprel.runtime import DEFAULT_PRECISION, EXTRACT_BATCH_SIZE, Precision, pick_device, resolve_precision
@@ -68,6 +75,7 @@ STATE_VERSION = 1
 ERRORS_DIR = "errors"
 LINE_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".txt": "text", ".text": "text"}
 COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
+URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+://)")  # a location with a scheme: s3://, gs://, file://
 
 
 # --- The output schema, derived from the extraction schema's models (deeprel.data.extraction) ---------------
@@ -239,8 +247,7 @@ def _map(
 ) -> Dataset:
     if settings.threads < 1 or settings.batch_size < 1:
         raise ValueError("threads and batch_size must be at least 1")
-    device = "cuda" if num_gpus > 0 else "cpu"
-    settings = ActorSettings(**{**_fields(settings), "device": device})
+    settings = dataclasses.replace(settings, device=_device(num_gpus))
     return dataset.map_batches(
         ExtractActor,
         batch_size=batch_rows,
@@ -252,8 +259,9 @@ def _map(
     )
 
 
-def _fields(settings: ActorSettings) -> dict[str, Any]:
-    return {name: getattr(settings, name) for name in ActorSettings.__dataclass_fields__}
+def _device(num_gpus: float) -> str:
+    """Where the actors run: GPU actors on CUDA, the others on CPU (never "auto": the driver may differ)."""
+    return "cuda" if num_gpus > 0 else "cpu"
 
 
 def extract_dataset(
@@ -284,7 +292,8 @@ def extract_dataset(
 
     ``precision`` "auto" is resolved on this (the driver's) machine, so every actor runs the same one.
     """
-    names = dataset.schema().names if dataset.schema() is not None else []
+    schema = dataset.schema()  # may run the dataset's first block: asked once
+    names = schema.names if schema is not None else []
     if text_column not in names and tokens_column not in names:
         raise ValueError(f"the dataset has neither a {text_column!r} nor a {tokens_column!r} column (it has {names})")
     missing = [name for name in keep if name not in names]
@@ -300,7 +309,7 @@ def extract_dataset(
         keep=tuple(keep),
         batch_size=batch_size,
         threshold=threshold,
-        precision=resolve_precision(precision, pick_device("cuda" if num_gpus > 0 else "cpu")),
+        precision=resolve_precision(precision, pick_device(_device(num_gpus))),
         entity_scores=entity_scores,
         threads=threads,
     )
@@ -313,7 +322,7 @@ def extract_dataset(
 
 def _filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     """pyarrow's file system for a path or URL (what Ray's readers use), and the path within it."""
-    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+://", location):
+    if URL.match(location):
         return pafs.FileSystem.from_uri(location)
     return pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
 
@@ -334,8 +343,7 @@ def resolve_inputs(inputs: Sequence[str], input_format: str = "auto") -> list[tu
     known format; a glob pattern's matches (local paths); a URL's object, or every known file under it."""
     found: list[tuple[str, FileFormat]] = []
     for location in inputs:
-        local = not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+://", location)
-        if local and globbing.has_magic(location):
+        if not URL.match(location) and globbing.has_magic(location):
             matches = sorted(globbing.glob(os.path.expanduser(location), recursive=True))
             if not matches:
                 raise DataError(f"{location}: no file matches the pattern")
@@ -348,22 +356,22 @@ def resolve_inputs(inputs: Sequence[str], input_format: str = "auto") -> list[tu
         if info.type == pafs.FileType.Directory:
             listed = fs.get_file_info(pafs.FileSelector(path, recursive=True))
             files = sorted(i.path for i in listed if i.type == pafs.FileType.File and not i.base_name.startswith("."))
-            known = [(_url(location, path, f), _file_format(f, input_format)) for f in files]
+            known = [(_url(location, f), _file_format(f, input_format)) for f in files]
             known = [(f, fmt) for f, fmt in known if fmt is not None]
             if not known:
                 raise DataError(f"{location}: no .jsonl, .json, .txt or .parquet file in the folder")
             found += known  # type: ignore[arg-type]
             continue
         fmt = _file_format(path, input_format) or "text"  # a named file of no known suffix: text, as extract
-        found.append((_url(location, path, path), fmt))
+        found.append((_url(location, path), fmt))
     if len({source for source, _ in found}) != len(found):
         raise DataError("an input file is named twice (by two of the inputs given)")
     return found
 
 
-def _url(location: str, root: str, path: str) -> str:
-    """A listed file as a location: a local absolute path, or the URL's scheme before the file system's path."""
-    match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]+://)", location)
+def _url(location: str, path: str) -> str:
+    """A file system's path as a location like ``location``: a local absolute path, or with its URL scheme."""
+    match = URL.match(location)
     return path if match is None else match.group(1) + path
 
 
@@ -492,11 +500,7 @@ def _parquet_rows(fs: pafs.FileSystem, path: str, shard: Shard) -> list[InputRec
                 skip = shard.first - 1 - offset if skip is None else skip
             offset += size
         table = parquet.read_row_groups(groups, columns=names).slice(skip or 0, shard.count)
-    records: list[InputRecord | BadLine] = []
-    for i, row in enumerate(table.to_pylist()):
-        record = parse_record(shard.first + i, row)
-        records.append(record)
-    return records
+    return [parse_record(shard.first + i, row) for i, row in enumerate(table.to_pylist())]
 
 
 class ShardInput(Datasource):
@@ -543,7 +547,7 @@ class ShardSink:
         target = f"{root}/{name}.{self.format}"
         if self.format == "jsonl":
             text = "".join(
-                json.dumps({"source": s, "line": n, "id": i, **e.to_dict()}, ensure_ascii=False) + "\n"
+                json.dumps({"source": s, **extraction_record(n, i, e)}, ensure_ascii=False) + "\n"
                 for s, n, i, e in good
             )
             _put(fs, target, text.encode("utf-8"))
@@ -679,8 +683,10 @@ def _prepare_output(output: str, state: ClusterState, overwrite: bool) -> tuple[
     for item in present:
         if item.base_name.startswith(".") and ".tmp-" in item.base_name:
             fs.delete_file(item.path)  # a shard a killed run was writing
-    done = {i.base_name.removesuffix(f".{state.output_format}") for i in present if i.extension == state.output_format}
-    done.discard(STATE_FILE.removesuffix(".json"))
+    # a shard is done when its output file is in the folder itself (errors/ holds files of the same suffix
+    # for JSONL output, and an errors file is written before its shard's output)
+    shards = [i for i in present if i.path == f"{root}/{i.base_name}" and i.extension == state.output_format]
+    done = {i.base_name.removesuffix(f".{state.output_format}") for i in shards}
     earlier_errors = 0
     for item in present:
         if item.path.startswith(f"{root}/{ERRORS_DIR}/") and item.base_name.removesuffix(".jsonl") in done:
@@ -727,7 +733,7 @@ def extract_files(
         model=str(directory.resolve()),
         model_sha256=fingerprint_model(directory),
         threshold=threshold,
-        precision=resolve_precision(precision, pick_device("cuda" if num_gpus > 0 else "cpu")),
+        precision=resolve_precision(precision, pick_device(_device(num_gpus))),
         entity_scores=entity_scores,
         output_format=output_format,
         shard_rows=shard_rows,

@@ -33,9 +33,8 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from deeprel import __version__
-from deeprel.config import ConfigError, parse_config
 from deeprel.extras import require
-from deeprel.model.files import ModelLoadError, copy_model_directory, model_directory, read_json
+from deeprel.model.files import ModelLoadError, copy_model_directory, model_config, model_directory, read_json
 from deeprel.model.packages import (
     ENTRY_POINT_GROUP,
     PACKAGE_META,
@@ -106,10 +105,7 @@ def package_metadata(
     directory: Path, name: str, version: str, scores: Mapping[str, Any] | None, encoder_package: str | None
 ) -> dict[str, Any]:
     """``deeprel-package.json``: what the model recognises, what it was trained on, how well it did."""
-    try:
-        config = parse_config(read_json(directory / "config.json"), source=str(directory / "config.json"))
-    except ConfigError as error:
-        raise ModelLoadError(str(error)) from None
+    config = model_config(directory)
     labels = read_json(directory / "labels.json")
     if not isinstance(labels, dict) or not all(
         isinstance(labels.get(k), list) for k in ("entity_types", "relation_types")

@@ -151,6 +151,15 @@ def read_json(path: Path) -> Any:
         raise ModelLoadError(f"{path}: unreadable: {error}") from None
 
 
+def model_config(directory: Path, raw: Any = None) -> Config:
+    """A model directory's ``config.json`` (or ``raw``, read from it already), checked; errors name the file."""
+    path = directory / "config.json"
+    try:
+        return parse_config(read_json(path) if raw is None else raw, source=str(path))
+    except ConfigError as error:
+        raise ModelLoadError(str(error)) from None
+
+
 def model_directory(reference: str | Path) -> Path:
     """The model directory ``reference`` names, checked to hold the required files: the name of an installed
     model package (a package comes first, as in ``spacy.load``), else a path."""
@@ -178,10 +187,7 @@ def copy_model_directory(source: str | Path, target: str | Path) -> str | None:
     if target.resolve() == source.resolve():
         raise ValueError(f"{target}: cannot copy a model directory onto itself")
     raw = read_json(source / "config.json")
-    try:
-        contextual = parse_config(raw, source=str(source / "config.json")).embeddings.contextual
-    except ConfigError as error:
-        raise ModelLoadError(str(error)) from None
+    contextual = model_config(source, raw).embeddings.contextual
     with staged_directory(target) as staging:
         for name in (*REQUIRED_FILES, "meta.json"):
             if (source / name).is_file():
@@ -205,10 +211,7 @@ def load_model(reference: str | Path, device: str | torch.device = "cpu") -> Loa
     """Rebuild a model from its directory (or an installed model package's, by name). Only JSON and
     safetensors are read: nothing is executed."""
     directory = model_directory(reference)
-    try:
-        config = parse_config(read_json(directory / "config.json"), source=str(directory / "config.json"))
-    except ConfigError as error:
-        raise ModelLoadError(str(error)) from None
+    config = model_config(directory)
     try:
         labels = Labels.from_dict(read_json(directory / "labels.json"))
         vocab = read_json(directory / "vocab.json")
