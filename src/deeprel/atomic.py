@@ -1,10 +1,12 @@
-"""Writing files so that a reader never sees half of one (the standard library has no such helper)."""
+"""Writing files and directories so that a reader never sees half of one (the standard library has no such helper)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,3 +35,29 @@ def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
 
 def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> None:
     write_atomically(path, lambda f: f.write(data), binary=True)
+
+
+def replace_directory(source: Path, target: Path) -> None:
+    """Move a finished directory into place, so a reader never sees a half-written one."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(source, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(source, target)
+
+
+@contextmanager
+def staged_directory(target: Path) -> Iterator[Path]:
+    """A temporary directory beside ``target`` to write into: it replaces ``target`` when the block ends
+    without an error, and is removed when it does not."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        staging.chmod(0o755)  # mkdtemp makes it private; the finished directory should not be
+        yield staging
+        replace_directory(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

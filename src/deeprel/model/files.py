@@ -15,11 +15,7 @@ Wherever a model directory is asked for, the name of an installed model package 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from deeprel.atomic import staged_directory
 from deeprel.config import DEFAULT_ENCODER, Config, ConfigError, parse_config
 from deeprel.embeddings.chars import CharVocabulary
 from deeprel.embeddings.contextual import (
@@ -90,31 +87,6 @@ def static_embedding(config: Config, words: list[str], matrix: np.ndarray) -> St
 
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def replace_directory(source: Path, target: Path) -> None:
-    """Move a finished directory into place, so a reader never sees a half-written one."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(source, target)
-        shutil.rmtree(old)
-    else:
-        os.replace(source, target)
-
-
-@contextmanager
-def staged_directory(target: Path) -> Iterator[Path]:
-    """A temporary directory beside ``target`` to write into: it replaces ``target`` when the block ends
-    without an error, and is removed when it does not."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield staging
-        replace_directory(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def save_model(

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from deeprel.model.files import replace_directory
+from deeprel.atomic import replace_directory
 
 
 def save_checkpoint(
