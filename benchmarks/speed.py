@@ -101,6 +101,7 @@ def main() -> None:
     result = {
         "model": str(args.model),
         "mode": contextual.mode if contextual.enabled else "none",
+        "encoder": contextual.encoder if contextual.enabled else None,
         "sentences": len(sentences),
         "batch_size": args.batch_size,
         "cpu": platform.processor() or platform.machine(),

@@ -372,30 +372,39 @@ def ablation(results: dict[str, Any]) -> list[str]:
 # --- speed ---------------------------------------------------------------------------------------
 
 
-def speed(results: dict[str, Any]) -> list[str]:
+def speed(results: dict[str, Any], by_encoder: bool = False) -> list[str]:
     """benchmarks/speed.py runs (``speed_*.json``): a row per model and encoder precision, then training.
 
-    A run of the speed script of before issue 20 (one precision, fp32, no F1) is one row marked by its code."""
+    A run of the speed script of before issue 20 (one precision, fp32, no F1) is one row marked by its code.
+    ``by_encoder``: runs of models that differ only in the encoder, timed untrained (``encoder_cost_*.json``),
+    labelled by encoder, without F1 and with each end-to-end time over the first run's at that precision."""
     rows, training = [], []
+    first = next(iter(results.values()))["precisions"] if by_encoder else {}
     for s in results.values():
-        label = f"{s['mode']} ({s['model']})"
+        label = s["encoder"] if by_encoder else f"{s['mode']} ({s['model']})"
         runs = s.get("precisions") or {"fp32": s}
-        code = s.get("code", "this code")
+        code = [] if by_encoder else [s.get("code", "this code")]
         for precision, r in runs.items():
-            rows.append(
-                [label, code, precision, _number(r.get("load_seconds"))]
-                + [f"{r['encoder_seconds']:.2f} s ({r['encoder_sentences_per_second']:.0f}/s)"]
-                + [f"{r['end_to_end_seconds']:.2f} s ({r['end_to_end_sentences_per_second']:.0f}/s)"]
-                + [_number(r.get("end_to_end_without_entity_scores_seconds"))]
-                + [f"{r['end_to_end_over_encoder']:.2f}", _number(r.get("end_to_end_over_fp32_encoder"))]
-                + [_f1_with_change(r, "ner_micro_f1"), _f1_with_change(r, "re_micro_f1")]
-            )
+            row = [label, *code, precision, _number(r.get("load_seconds"))]
+            row += [f"{r['encoder_seconds']:.2f} s ({r['encoder_sentences_per_second']:.0f}/s)"]
+            row += [f"{r['end_to_end_seconds']:.2f} s ({r['end_to_end_sentences_per_second']:.0f}/s)"]
+            row += [_number(r.get("end_to_end_without_entity_scores_seconds"))]
+            if by_encoder:
+                row += [f"{r['end_to_end_seconds'] / first[precision]['end_to_end_seconds']:.2f}×"]
+            else:
+                row += [f"{r['end_to_end_over_encoder']:.2f}", _number(r.get("end_to_end_over_fp32_encoder"))]
+                row += [_f1_with_change(r, "ner_micro_f1"), _f1_with_change(r, "re_micro_f1")]
+            rows.append(row)
         peak = f"{s['peak_rss_mib']:.0f}" if "peak_rss_mib" in s else "–"
-        training.append([label, code, ", ".join(f"{t:.1f}" for t in s["train_epoch_seconds"]), peak])
-    header = ["model", "code", "precision", "load s", "encoder alone", "end-to-end", "without entity scores, s"]
-    header += ["end-to-end ÷ encoder", "end-to-end ÷ fp32 encoder", "NER micro F1 (Δ fp32)", "RE micro F1 (Δ fp32)"]
+        training.append([label, *code, ", ".join(f"{t:.1f}" for t in s["train_epoch_seconds"]), peak])
+    first_column = ["encoder"] if by_encoder else ["model", "code"]
+    header = [*first_column, "precision", "load s", "encoder alone", "end-to-end", "without entity scores, s"]
+    if by_encoder:
+        header += [f"end-to-end ÷ {next(iter(results.values()))['encoder']}'s"]
+    else:
+        header += ["end-to-end ÷ encoder", "end-to-end ÷ fp32 encoder", "NER micro F1 (Δ fp32)", "RE micro F1 (Δ fp32)"]
     lines = _table(header, rows) + [""]
-    lines += _table(["model", "code", "training s/epoch", "peak RSS MiB (all precisions, one process)"], training)
+    lines += _table([*first_column, "training s/epoch", "peak RSS MiB (all precisions, one process)"], training)
     return lines + ["", "Commands:", ""] + _commands(results)
 
 
@@ -567,6 +576,12 @@ def sections(papers: Papers) -> list[Section]:
         Section("Ablation: task-specific layers and input parts", "ablation.json", "ablation", ablation),
         Section("Ablation at a fixed epoch budget", "ablation_fixed_epochs.json", "ablation_fixed_epochs", ablation),
         Section("Speed on this CPU", "speed_*.json", "speed", speed),
+        Section(
+            "What a larger encoder costs: MPNet-base beside MiniLM",
+            "encoder_cost_*.json",
+            "encoder_cost",
+            partial(speed, by_encoder=True),
+        ),
         Section("The encoder's precision", "encoder_precision.json", "encoder_precision", encoder_precision),
         Section("Batch extraction beside spaCy", "extract_vs_spacy.json", "extract_vs_spacy", extract_vs_spacy),
         Section("Extraction batch size and workers", "extract_settings.json", "extract_settings", extract_settings),
