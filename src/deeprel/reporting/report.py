@@ -379,7 +379,7 @@ def speed(results: dict[str, Any], by_encoder: bool = False) -> list[str]:
     ``by_encoder``: runs of models that differ only in the encoder, timed untrained (``encoder_cost_*.json``),
     labelled by encoder, without F1 and with each end-to-end time over the first run's at that precision."""
     rows, training = [], []
-    first = next(iter(results.values()))["precisions"] if by_encoder else {}
+    first = next(iter(results.values()))  # by_encoder: the run the others are divided by
     for s in results.values():
         label = s["encoder"] if by_encoder else f"{s['mode']} ({s['model']})"
         runs = s.get("precisions") or {"fp32": s}
@@ -390,7 +390,7 @@ def speed(results: dict[str, Any], by_encoder: bool = False) -> list[str]:
             row += [f"{r['end_to_end_seconds']:.2f} s ({r['end_to_end_sentences_per_second']:.0f}/s)"]
             row += [_number(r.get("end_to_end_without_entity_scores_seconds"))]
             if by_encoder:
-                row += [f"{r['end_to_end_seconds'] / first[precision]['end_to_end_seconds']:.2f}×"]
+                row += [f"{r['end_to_end_seconds'] / first['precisions'][precision]['end_to_end_seconds']:.2f}×"]
             else:
                 row += [f"{r['end_to_end_over_encoder']:.2f}", _number(r.get("end_to_end_over_fp32_encoder"))]
                 row += [_f1_with_change(r, "ner_micro_f1"), _f1_with_change(r, "re_micro_f1")]
@@ -400,7 +400,7 @@ def speed(results: dict[str, Any], by_encoder: bool = False) -> list[str]:
     first_column = ["encoder"] if by_encoder else ["model", "code"]
     header = [*first_column, "precision", "load s", "encoder alone", "end-to-end", "without entity scores, s"]
     if by_encoder:
-        header += [f"end-to-end ÷ {next(iter(results.values()))['encoder']}'s"]
+        header += [f"end-to-end ÷ {first['encoder']}'s"]
     else:
         header += ["end-to-end ÷ encoder", "end-to-end ÷ fp32 encoder", "NER micro F1 (Δ fp32)", "RE micro F1 (Δ fp32)"]
     lines = _table(header, rows) + [""]

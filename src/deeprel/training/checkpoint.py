@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from deeprel.atomic import replace_directory
+from deeprel.atomic import staged_directory
 
 
 def save_checkpoint(
@@ -28,8 +26,7 @@ def save_checkpoint(
     generator: torch.Generator,
     state: dict[str, Any],
 ) -> None:
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
+    with staged_directory(directory) as staging:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / "model.safetensors"))
         optimizer_state = optimizer.state_dict()
         tensors: dict[str, torch.Tensor] = {}
@@ -54,10 +51,6 @@ def save_checkpoint(
             "trainer": state,
         }
         (staging / "state.json").write_text(json.dumps(extra), encoding="utf-8")
-        replace_directory(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def load_checkpoint(
