@@ -31,7 +31,7 @@ def summary(out):
     r = {}
     for run in ("dev", "retrain", "ft"):
         m = json.loads((out / run / "metrics.json").read_text())
-        log = [{k: v for k, v in json.loads(l).items() if k != "seconds"} for l in (out / run / "log.jsonl").read_text().splitlines()]
+        log = [{k: v for k, v in json.loads(l).items() if k != "seconds" and not k.startswith("lr_")} for l in (out / run / "log.jsonl").read_text().splitlines()]
         r[run] = [m.get("test", {}).get("strict"), hashlib.sha256((out / run / "model/model.safetensors").read_bytes()).hexdigest(), log]
     r["cv"] = {k: v for k, v in json.loads((out / "cv.json").read_text()).items() if k.endswith(("_runs", "_mean"))}
     r["eval"] = json.loads((out / "eval.json").read_text())["strict"]

@@ -188,6 +188,53 @@ def test_finetuned_mode_trains_its_encoder_and_saves_it_beside_the_model(tiny_co
     assert torch.equal(loaded.model.embedder.contextual.encoder.state_dict()[top], saved[top])
 
 
+@pytest.mark.parametrize("schedule", ["chosen", "selection"])
+def test_the_retrain_schedule_spans_the_chosen_epochs_or_the_selection_runs_budget(tiny_config, tmp_path, schedule):
+    # train+dev is the training slice itself, so both phases take the same steps per epoch (8 sentences,
+    # batches of 4: two) and their learning rates can be compared epoch by epoch.
+    config = tiny_config.with_overrides(
+        {
+            "embeddings.contextual.mode": "finetuned",
+            "embeddings.contextual.finetune_top_k": 1,
+            "embeddings.contextual.learning_rate": 1e-3,
+            "embeddings.contextual.warmup_fraction": 0.0,
+            "data.max_train_documents": 8,
+            "data.max_eval_documents": 4,
+            "data.train_dev": "datasets/conll04/conll04_train.json",
+            "training.protocol": "retrain",
+            "training.retrain_schedule": schedule,
+            "training.batch_size": 4,
+            "training.max_epochs": 4,
+            "training.patience": 4,
+        }
+    )
+    messages: list[str] = []
+    metrics = train(config, tmp_path / "run", progress=False, log=messages.append)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    select = [r["lr_encoder"] for r in rows if r["phase"] == "select"]
+    final = [r["lr_encoder"] for r in rows if r["phase"] == "final"]
+    chosen = metrics["training"]["selection"]["best_epoch"]
+    assert len(select) == 4 and len(final) == chosen
+    assert select == pytest.approx([1e-3 * warmup_then_decay(2 * e, 8, 0.0) for e in range(1, 5)])
+    assert all(r["lr_model"] == config.training.learning_rate for r in rows)  # the model's own rate is constant
+    if schedule == "selection":
+        assert final == select[:chosen]  # the same rate at each epoch as the selection run
+        assert "its learning-rate schedule spans 4 epochs, as the selection run's" in messages
+    else:
+        assert final == pytest.approx([1e-3 * warmup_then_decay(2 * e, 2 * chosen, 0.0) for e in range(1, chosen + 1)])
+        assert final[-1] == 0.0  # decayed to zero at the chosen epoch
+
+
+def test_a_selection_schedule_cannot_be_shorter_than_the_retrain() -> None:
+    from deeprel.config import ConfigError, parse_config
+
+    training = {"max_epochs": 4, "retrain_epochs": 5, "retrain_schedule": "selection"}
+    with pytest.raises(ConfigError, match=r"max_epochs \(4\) epochs: retrain_epochs \(5\) cannot exceed it"):
+        parse_config({"training": training}, source="test")
+    chosen = parse_config({"training": {**training, "retrain_schedule": "chosen"}}, source="test")
+    assert chosen.training.retrain_epochs == 5
+
+
 def test_a_resumed_finetuned_run_continues_its_learning_rate_schedule_exactly(tiny_config, tmp_path) -> None:
     config = tiny_config.with_overrides(
         {

@@ -154,11 +154,22 @@ class TrainingConfig(_Section):
     retrain_epochs: int | None = Field(
         None, ge=1, description="retrain protocol: train this many epochs on train+dev instead of selecting them on dev"
     )
+    retrain_schedule: Literal["chosen", "selection"] = Field(
+        "chosen",
+        description="retrain protocol, fine-tuned encoder: its warm-up and decay span the retrain's own epochs"
+        " (chosen), or max_epochs epochs as in the selection run, stopping at the chosen epoch (selection), so"
+        " that both phases have the same learning rate at each epoch",
+    )
 
     @model_validator(mode="after")
     def _known_metric(self) -> TrainingConfig:
         if self.early_stopping_metric not in METRIC_NAMES:
             raise ValueError(f"early_stopping_metric must be one of {', '.join(METRIC_NAMES)}")
+        if self.retrain_schedule == "selection" and (self.retrain_epochs or 0) > self.max_epochs:
+            raise ValueError(
+                f"retrain_schedule = 'selection' spans max_epochs ({self.max_epochs}) epochs:"
+                f" retrain_epochs ({self.retrain_epochs}) cannot exceed it"
+            )
         return self
 
 

@@ -244,6 +244,10 @@ class Optimisation:
         self.optimizer.step()
         self.scheduler.step()
 
+    def learning_rates(self) -> dict[str, float]:
+        """Each parameter group's learning rate for the next step, keyed ``lr_<group>`` (lr_model, lr_encoder)."""
+        return {f"lr_{group['name']}": group["lr"] for group in self.optimizer.param_groups}
+
 
 def train_epochs(
     predictor: Predictor,
@@ -366,8 +370,11 @@ class Trainer:
                     raise ValueError("model.threshold = 'dev' needs the selection phase: unset training.retrain_epochs")
                 selection, epochs = None, training.retrain_epochs
                 self.log(f"retraining on train+dev for {epochs} epochs (training.retrain_epochs)")
+            if training.retrain_schedule == "selection":
+                self.log(f"its learning-rate schedule spans {training.max_epochs} epochs, as the selection run's")
             threshold = selection["threshold"] if by_dev else None  # the selection model's, under retrain
-            final = self._fit("final", datasets.get("train_dev"), None, epochs, parts, resume, threshold)
+            schedule = training.max_epochs if training.retrain_schedule == "selection" else epochs
+            final = self._fit("final", datasets.get("train_dev"), None, epochs, parts, resume, threshold, schedule)
             final["selection"] = selection
         else:
             final = self._fit("final", datasets.get("train"), dev, training.max_epochs, parts, resume)
@@ -408,9 +415,11 @@ class Trainer:
         parts: tuple,
         resume: bool,
         threshold: float | None = None,
+        schedule_epochs: int | None = None,
     ) -> dict[str, Any]:
         """Train one model; with ``dev``, keep the best epoch and stop early, else train ``max_epochs``
-        (saved with ``threshold`` when the relation threshold is chosen on dev)."""
+        (saved with ``threshold`` when the relation threshold is chosen on dev). A fine-tuned encoder's
+        learning-rate schedule spans ``schedule_epochs`` epochs (default ``max_epochs``)."""
         state_path = self.output / f"{phase}.json"
         model_dir = self.output / ("select" if phase == "select" else "model")
         if resume and state_path.exists():
@@ -424,7 +433,8 @@ class Trainer:
         predictor = Predictor(model, featurizer, config)
         trainable = model.trainable_parameters()
         self.log(f"phase {phase!r}: {trainable:,} trainable parameters")
-        optimisation = Optimisation.build(model, config, math.ceil(len(train) / training.batch_size) * max_epochs)
+        steps_per_epoch = math.ceil(len(train) / training.batch_size)
+        optimisation = Optimisation.build(model, config, steps_per_epoch * (schedule_epochs or max_epochs))
         train_features = self._features(model, train)
         dev_features = self._features(model, dev)
         checkpoint = self.output / f"checkpoint-{phase}"
@@ -449,7 +459,13 @@ class Trainer:
         )
         for result in loop:
             epoch, losses = result.epoch, result.losses
-            row: dict[str, Any] = {"phase": phase, "epoch": epoch, **losses, "seconds": result.seconds}
+            row: dict[str, Any] = {
+                "phase": phase,
+                "epoch": epoch,
+                **losses,
+                "seconds": result.seconds,
+                **optimisation.learning_rates(),
+            }
             if result.dev_scores is not None:
                 scores = result.dev_scores
                 row.update({f"dev_{k}": v for k, v in scores.items()})
