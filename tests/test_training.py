@@ -219,7 +219,7 @@ def test_the_retrain_schedule_spans_the_chosen_epochs_or_the_selection_runs_budg
     assert all(r["lr_model"] == config.training.learning_rate for r in rows)  # the model's own rate is constant
     if schedule == "selection":
         assert final == select[:chosen]  # the same rate at each epoch as the selection run
-        assert "its learning-rate schedule spans 4 epochs, as the selection run's" in messages
+        assert "the encoder's learning-rate schedule spans 4 epochs, as the selection run's" in messages
     else:
         assert final == pytest.approx([1e-3 * warmup_then_decay(2 * e, 2 * chosen, 0.0) for e in range(1, chosen + 1)])
         assert final[-1] == 0.0  # decayed to zero at the chosen epoch

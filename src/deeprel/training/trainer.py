@@ -370,10 +370,12 @@ class Trainer:
                     raise ValueError("model.threshold = 'dev' needs the selection phase: unset training.retrain_epochs")
                 selection, epochs = None, training.retrain_epochs
                 self.log(f"retraining on train+dev for {epochs} epochs (training.retrain_epochs)")
-            if training.retrain_schedule == "selection":
-                self.log(f"its learning-rate schedule spans {training.max_epochs} epochs, as the selection run's")
+            contextual = self.config.embeddings.contextual
+            schedule = epochs
+            if training.retrain_schedule == "selection" and contextual.enabled and contextual.mode == "finetuned":
+                schedule = training.max_epochs
+                self.log(f"the encoder's learning-rate schedule spans {schedule} epochs, as the selection run's")
             threshold = selection["threshold"] if by_dev else None  # the selection model's, under retrain
-            schedule = training.max_epochs if training.retrain_schedule == "selection" else epochs
             final = self._fit("final", datasets.get("train_dev"), None, epochs, parts, resume, threshold, schedule)
             final["selection"] = selection
         else:
