@@ -188,11 +188,10 @@ def test_finetuned_mode_trains_its_encoder_and_saves_it_beside_the_model(tiny_co
     assert torch.equal(loaded.model.embedder.contextual.encoder.state_dict()[top], saved[top])
 
 
-@pytest.mark.parametrize("schedule", ["chosen", "selection"])
-def test_the_retrain_schedule_spans_the_chosen_epochs_or_the_selection_runs_budget(tiny_config, tmp_path, schedule):
+def _finetuned_retrain(tiny_config, schedule: str, **training):
     # train+dev is the training slice itself, so both phases take the same steps per epoch (8 sentences,
     # batches of 4: two) and their learning rates can be compared epoch by epoch.
-    config = tiny_config.with_overrides(
+    return tiny_config.with_overrides(
         {
             "embeddings.contextual.mode": "finetuned",
             "embeddings.contextual.finetune_top_k": 1,
@@ -206,33 +205,53 @@ def test_the_retrain_schedule_spans_the_chosen_epochs_or_the_selection_runs_budg
             "training.batch_size": 4,
             "training.max_epochs": 4,
             "training.patience": 4,
+            **{f"training.{key}": value for key, value in training.items()},
         }
     )
+
+
+def _encoder_rates(run, phase: str) -> list[float]:
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert {r["lr_model"] for r in rows} == {0.005}  # tiny_config's: the model's own rate is constant
+    return [r["lr_encoder"] for r in rows if r["phase"] == phase]
+
+
+@pytest.mark.parametrize("schedule", ["chosen", "selection"])
+def test_the_retrain_schedule_spans_the_chosen_epochs_or_the_selection_runs_budget(tiny_config, tmp_path, schedule):
+    config = _finetuned_retrain(tiny_config, schedule)
     messages: list[str] = []
     metrics = train(config, tmp_path / "run", progress=False, log=messages.append)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    select = [r["lr_encoder"] for r in rows if r["phase"] == "select"]
-    final = [r["lr_encoder"] for r in rows if r["phase"] == "final"]
+    select, final = _encoder_rates(tmp_path / "run", "select"), _encoder_rates(tmp_path / "run", "final")
     chosen = metrics["training"]["selection"]["best_epoch"]
     assert len(select) == 4 and len(final) == chosen
+    # Each row holds the rate at the end of its epoch: 4 epochs of 2 steps decay linearly to zero.
     assert select == pytest.approx([1e-3 * warmup_then_decay(2 * e, 8, 0.0) for e in range(1, 5)])
-    assert all(r["lr_model"] == config.training.learning_rate for r in rows)  # the model's own rate is constant
     if schedule == "selection":
         assert final == select[:chosen]  # the same rate at each epoch as the selection run
-        assert "the encoder's learning-rate schedule spans 4 epochs, as the selection run's" in messages
+        assert f"the encoder's learning-rate schedule spans max_epochs (4), stopping after {chosen}" in messages
     else:
         assert final == pytest.approx([1e-3 * warmup_then_decay(2 * e, 2 * chosen, 0.0) for e in range(1, chosen + 1)])
-        assert final[-1] == 0.0  # decayed to zero at the chosen epoch
 
 
-def test_a_selection_schedule_cannot_be_shorter_than_the_retrain() -> None:
-    from deeprel.config import ConfigError, parse_config
+@pytest.mark.parametrize(("schedule", "steps"), [("chosen", 4), ("selection", 8)])
+def test_with_retrain_epochs_the_selection_schedule_still_spans_max_epochs(tiny_config, tmp_path, schedule, steps):
+    config = _finetuned_retrain(tiny_config, schedule, retrain_epochs=2)
+    train(config, tmp_path / "run", progress=False, log=lambda _: None)
+    rates = _encoder_rates(tmp_path / "run", "final")
+    assert rates == pytest.approx([1e-3 * warmup_then_decay(2 * e, steps, 0.0) for e in (1, 2)])
+    assert (rates[-1] == 0.0) == (schedule == "chosen")
 
-    training = {"max_epochs": 4, "retrain_epochs": 5, "retrain_schedule": "selection"}
+
+def test_a_selection_schedule_cannot_be_shorter_than_the_retrain(tiny_config) -> None:
+    from deeprel.config import ConfigError
+
     with pytest.raises(ConfigError, match=r"max_epochs \(4\) epochs: retrain_epochs \(5\) cannot exceed it"):
-        parse_config({"training": training}, source="test")
-    chosen = parse_config({"training": {**training, "retrain_schedule": "chosen"}}, source="test")
-    assert chosen.training.retrain_epochs == 5
+        _finetuned_retrain(tiny_config, "selection", retrain_epochs=5)
+    # Where nothing is fine-tuned the setting has no effect, so it is not checked.
+    frozen = _finetuned_retrain(tiny_config, "chosen", retrain_epochs=5).with_overrides(
+        {"embeddings.contextual.mode": "frozen", "training.retrain_schedule": "selection"}
+    )
+    assert frozen.training.retrain_epochs == 5 and not frozen.stretches_retrain_schedule()
 
 
 def test_a_resumed_finetuned_run_continues_its_learning_rate_schedule_exactly(tiny_config, tmp_path) -> None:

@@ -157,19 +157,14 @@ class TrainingConfig(_Section):
     retrain_schedule: Literal["chosen", "selection"] = Field(
         "chosen",
         description="retrain protocol, fine-tuned encoder: its warm-up and decay span the retrain's own epochs"
-        " (chosen), or max_epochs epochs as in the selection run, stopping at the chosen epoch (selection), so"
-        " that both phases have the same learning rate at each epoch",
+        " (chosen), or max_epochs epochs as the selection run's did, stopping at the chosen epoch or at"
+        " retrain_epochs (selection), so that both phases end each epoch at about the same learning rate",
     )
 
     @model_validator(mode="after")
     def _known_metric(self) -> TrainingConfig:
         if self.early_stopping_metric not in METRIC_NAMES:
             raise ValueError(f"early_stopping_metric must be one of {', '.join(METRIC_NAMES)}")
-        if self.retrain_schedule == "selection" and (self.retrain_epochs or 0) > self.max_epochs:
-            raise ValueError(
-                f"retrain_schedule = 'selection' spans max_epochs ({self.max_epochs}) epochs:"
-                f" retrain_epochs ({self.retrain_epochs}) cannot exceed it"
-            )
         return self
 
 
@@ -183,7 +178,24 @@ class Config(_Section):
     def _protocol_has_data(self) -> Config:
         if self.training.protocol == "retrain" and self.data.train_dev is None:
             raise ValueError("training.protocol = 'retrain' needs data.train_dev")
+        training = self.training
+        if self.stretches_retrain_schedule() and (training.retrain_epochs or 0) > training.max_epochs:
+            raise ValueError(
+                f"training.retrain_schedule = 'selection' spans max_epochs ({training.max_epochs}) epochs:"
+                f" retrain_epochs ({training.retrain_epochs}) cannot exceed it"
+            )
         return self
+
+    def stretches_retrain_schedule(self) -> bool:
+        """Whether ``training.retrain_schedule = "selection"`` applies: the retrain protocol, with an encoder
+        fine-tuned on its own warm-up and decay schedule (the model's own layers keep a constant rate)."""
+        contextual = self.embeddings.contextual
+        return (
+            self.training.protocol == "retrain"
+            and self.training.retrain_schedule == "selection"
+            and contextual.enabled
+            and contextual.mode == "finetuned"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -2,7 +2,7 @@
 
 A run directory holds
     config.json            the configuration the run was started with
-    log.jsonl              one line per epoch and phase (losses, dev scores, seconds)
+    log.jsonl              one line per epoch and phase (losses, dev scores, seconds, learning rates at its end)
     learning_curve.png     losses and dev F1 per epoch (with the optional ``plots`` extra)
     select/                protocol "retrain": the best-on-dev model of the selection phase
     model/                 the final model (a model directory, see deeprel.model.files)
@@ -321,8 +321,9 @@ def selection_score(scores: dict[str, float], training: TrainingConfig) -> list[
 class Trainer:
     """Trains one configuration into a run directory; `run()` follows the configured protocol.
 
-    ``on_epoch`` receives each epoch's log row (losses, ``dev_*`` scores) once the epoch is checkpointed;
-    an exception it raises stops training (a tuner pruning a hopeless run) and propagates to the caller.
+    ``on_epoch`` receives each epoch's log row (losses, ``dev_*`` scores, ``lr_*`` at the epoch's end) once
+    the epoch is checkpointed; an exception it raises stops training (a tuner pruning a hopeless run) and
+    propagates to the caller.
     """
 
     def __init__(
@@ -370,11 +371,10 @@ class Trainer:
                     raise ValueError("model.threshold = 'dev' needs the selection phase: unset training.retrain_epochs")
                 selection, epochs = None, training.retrain_epochs
                 self.log(f"retraining on train+dev for {epochs} epochs (training.retrain_epochs)")
-            contextual = self.config.embeddings.contextual
             schedule = epochs
-            if training.retrain_schedule == "selection" and contextual.enabled and contextual.mode == "finetuned":
+            if self.config.stretches_retrain_schedule():
                 schedule = training.max_epochs
-                self.log(f"the encoder's learning-rate schedule spans {schedule} epochs, as the selection run's")
+                self.log(f"the encoder's learning-rate schedule spans max_epochs ({schedule}), stopping after {epochs}")
             threshold = selection["threshold"] if by_dev else None  # the selection model's, under retrain
             final = self._fit("final", datasets.get("train_dev"), None, epochs, parts, resume, threshold, schedule)
             final["selection"] = selection
