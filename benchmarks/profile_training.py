@@ -23,7 +23,7 @@ from deeprel.inference.predictor import Predictor
 from deeprel.model.files import build_model, static_embedding
 from deeprel.runtime import Runtime
 from deeprel.training.seeding import set_seed
-from deeprel.training.trainer import Optimisation, Trainer, build_labels, load_datasets, model_parts
+from deeprel.training.trainer import Optimisation, Trainer, build_labels, epoch_batches, load_datasets, model_parts
 
 
 def main() -> None:
@@ -47,8 +47,7 @@ def main() -> None:
     optimisation = Optimisation.build(model, config, args.batches)
     predictor = Predictor(model, featurizer, config)
     training = config.training
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(1)).tolist()
-    batches = [order[k : k + training.batch_size] for k in range(0, len(order), training.batch_size)][: args.batches]
+    batches = epoch_batches(train, training, torch.Generator().manual_seed(1))[: args.batches]
     steps: dict[str, float] = defaultdict(float)
 
     def timed(name: str, work):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from deeprel.config import resolve_data_path
+from deeprel.config import Config, resolve_data_path
 from deeprel.data.readers import read_sentences
 from deeprel.inference.predictor import Predictor
 from deeprel.runtime import Runtime
@@ -96,7 +96,9 @@ def main() -> None:
             for metric in ("ner_micro_f1", "re_micro_f1"):
                 run[f"{metric}_change"] = round(run[metric] - fp32[metric], 2)
 
-    epoch_seconds = train_epoch_seconds(predictor, args.model, args.train_epochs) if args.train_epochs else []
+    epoch_seconds = (
+        train_epoch_seconds(own_config(predictor, args.model), args.train_epochs) if args.train_epochs else []
+    )
     contextual = predictor.config.embeddings.contextual
     result = {
         "model": str(args.model),
@@ -118,14 +120,21 @@ def main() -> None:
         args.output.write_text(text + "\n", encoding="utf-8")
 
 
-def train_epoch_seconds(predictor: Predictor, model: Path, epochs: int) -> list[float]:
-    """Seconds per epoch of training the model's own configuration on its training set (no dev scoring)."""
-    changes = {"training.max_epochs": epochs, "training.protocol": "dev", "data.test": None}
+def own_config(predictor: Predictor, model: Path) -> Config:
+    """The model's configuration, its encoder read from the model directory when it ships one."""
     contextual = predictor.config.embeddings.contextual
     if contextual.enabled and (model / contextual.encoder).is_dir():
-        changes["embeddings.contextual.encoder"] = str((model / contextual.encoder).resolve())
-    config = predictor.config.with_overrides(changes)
-    runtime = Runtime(device="cpu", num_threads=None)  # all cores, whatever the run was trained with
+        return predictor.config.with_overrides(
+            {"embeddings.contextual.encoder": str((model / contextual.encoder).resolve())}
+        )
+    return predictor.config
+
+
+def train_epoch_seconds(config: Config, epochs: int, num_threads: int | None = None) -> list[float]:
+    """Seconds per epoch of training ``config`` on its training set, no dev scoring (torch's threads by default:
+    all cores, whatever the run was trained with)."""
+    config = config.with_overrides({"training.max_epochs": epochs, "training.protocol": "dev", "data.test": None})
+    runtime = Runtime(device="cpu", num_threads=num_threads)
     with tempfile.TemporaryDirectory() as run:
         train(config, run, runtime=runtime, progress=False, log=lambda _: None)
         rows = [json.loads(line) for line in (Path(run) / "log.jsonl").read_text().splitlines()]

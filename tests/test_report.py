@@ -266,3 +266,23 @@ def test_lever_sections_pair_each_variants_dev_and_test_scores_with_its_threshol
     assert "| 16_epochs | 12 | 0.90 | 80.00 | 60.90 | 81.00 | 55.00 |" in section
     assert "| 16_epochs_t0.5 | 12 | 0.50 | 80.00 | 60.50 | 81.00 | 55.00 |" in section
     assert "deeprel evaluate runs/m test --threshold 0.5" in section
+
+
+def test_training_speed_section_divides_each_variant_by_the_configuration_as_it_is(results_dir):
+    def variant(seconds: list[float], overrides: dict, steps: int) -> dict:
+        median = sorted(seconds)[len(seconds) // 2]
+        work = {"sentences": 10, "batches": 2, "birnn_steps": steps, "scored_pairs": 4000, "tokens": 100}
+        work["real_pairs"] = 1000
+        return {"overrides": overrides, "epoch_seconds": seconds, "median_epoch_seconds": median, "work": work}
+
+    variants = {
+        "as configured": variant([30.0, 31.0, 29.0], {}, 150) | {"over_baseline": 1.0},
+        "grouped": variant([15.0, 16.0, 14.0], {"training.group_by_length": True}, 110) | {"over_baseline": 0.5},
+    }
+    results = {"config": "configs/conll04.toml", "epochs_per_run": 3, "rounds": 1, "threads": 2}
+    results |= {"variants": variants, "command": "python benchmarks/training_speed.py configs/conll04.toml"}
+    (results_dir / "training_speed.json").write_text(json.dumps(results), encoding="utf-8")
+    page = render_report(results_dir)
+    assert "| as configured | – | 30.0, 31.0, 29.0 | 30.00 | 1.00× | 150 (1.50) | 4,000 (4.00) |" in page
+    assert "| grouped | `training.group_by_length=true` | 15.0, 16.0, 14.0 | 15.00 | 0.50× | 110 (1.10) |" in page
+    assert "configs/conll04.toml: each variant trained 1× for 3 epochs, taking turns; 2 threads." in page

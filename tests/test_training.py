@@ -16,6 +16,7 @@ from deeprel.training.trainer import (
     Datasets,
     Split,
     build_labels,
+    epoch_batches,
     load_datasets,
     model_parts,
     train,
@@ -79,9 +80,15 @@ def _weights(run):
     return load_file(str(run / "model" / "model.safetensors"))
 
 
-def test_same_seed_same_weights_and_resume_continues_exactly(tiny_config, tmp_path) -> None:
+@pytest.mark.parametrize("group_by_length", [False, True])
+def test_same_seed_same_weights_and_resume_continues_exactly(tiny_config, tmp_path, group_by_length) -> None:
     config = tiny_config.with_overrides(
-        {"training.max_epochs": 3, "training.patience": 3, "data.max_train_documents": 24}
+        {
+            "training.max_epochs": 3,
+            "training.patience": 3,
+            "data.max_train_documents": 24,
+            "training.group_by_length": group_by_length,
+        }
     )
     train(config, tmp_path / "a", progress=False, log=lambda _: None)
     train(config, tmp_path / "b", progress=False, log=lambda _: None)
@@ -102,6 +109,30 @@ def test_same_seed_same_weights_and_resume_continues_exactly(tiny_config, tmp_pa
         assert torch.equal(a[key], c[key]), key
     log = [json.loads(line) for line in (tmp_path / "c" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3]
+
+
+def test_length_grouped_batches_hold_every_sentence_once_and_pad_less(tiny_config) -> None:
+    sentences = read_sentences(resolve_data_path("datasets/conll04/conll04_train.json"))[:400]
+    lengths = [len(s.tokens) for s in sentences]
+    training = {g: tiny_config.training.model_copy(update={"group_by_length": g}) for g in (False, True)}
+    generators = {g: set_seed(7) for g in training}
+    batches = {g: epoch_batches(sentences, training[g], generators[g]) for g in training}
+    random_order, grouped = batches[False], batches[True]
+    size = tiny_config.training.batch_size
+    assert sorted(i for b in grouped for i in b) == list(range(len(sentences)))
+    assert len(grouped) == len(random_order) == -(-len(sentences) // size)
+    assert all(len(b) == size for b in grouped[:-1])
+    # The same draw from the generator, so a resumed run's later epochs are the same either way.
+    assert torch.equal(generators[False].get_state(), generators[True].get_state())
+    assert epoch_batches(sentences, training[True], set_seed(7)) == grouped
+    assert grouped != epoch_batches(sentences, training[True], set_seed(8))
+    # Hugging Face's order: the longest sentence in the first batch; a batch spans few lengths.
+    assert max(lengths) in [lengths[i] for i in grouped[0]]
+
+    def steps(order):  # what the BiRNNs run: each batch as long as its longest sentence
+        return sum(max(lengths[i] for i in b) for b in order)
+
+    assert steps(grouped) < 0.7 * steps(random_order)
 
 
 def test_resume_refuses_a_changed_configuration(tiny_config, tmp_path) -> None:

@@ -154,6 +154,11 @@ class TrainingConfig(_Section):
     retrain_epochs: int | None = Field(
         None, ge=1, description="retrain protocol: train this many epochs on train+dev instead of selecting them on dev"
     )
+    group_by_length: bool = Field(
+        False,
+        description="batches of sentences of about the same length (Hugging Face's length-grouped order), so that"
+        " the BiRNNs and the pair scorer pad less: faster epochs, a different order of updates",
+    )
     retrain_schedule: Literal["chosen", "selection"] = Field(
         "chosen",
         description="retrain protocol, fine-tuned encoder: its warm-up and decay span the retrain's own epochs"

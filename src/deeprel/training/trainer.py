@@ -273,8 +273,7 @@ def train_epochs(
         epoch = state.epoch + 1
         started = time.perf_counter()
         model.train()
-        order = torch.randperm(len(train), generator=generator).tolist()
-        batches = [order[k : k + training.batch_size] for k in range(0, len(order), training.batch_size)]
+        batches = epoch_batches(train, training, generator)
         sums = {"loss": 0.0, "ner_loss": 0.0, "re_loss": 0.0}
         bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
         for indices in bar:
@@ -309,6 +308,20 @@ def train_epochs(
             yield EpochResult(epoch, losses, seconds, by_threshold[best], best, at_each)
         else:
             yield EpochResult(epoch, losses, seconds, predictor.evaluate(dev, features=dev_features).flat())
+
+
+def epoch_batches(train: Sequence[Sentence], training: TrainingConfig, generator: torch.Generator) -> list[list[int]]:
+    """One epoch's batches, as indices into ``train``: a random permutation cut into ``batch_size`` slices, or with
+    ``group_by_length`` Hugging Face's length-grouped order (the permutation in mega-batches of up to 50 batches,
+    each sorted by length, the longest batch first). Either draws one permutation from ``generator``."""
+    if training.group_by_length:
+        # Imported here: the module costs about a second of imports that random batches do not need.
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        order = get_length_grouped_indices([len(s.tokens) for s in train], training.batch_size, generator=generator)
+    else:
+        order = torch.randperm(len(train), generator=generator).tolist()
+    return [order[k : k + training.batch_size] for k in range(0, len(order), training.batch_size)]
 
 
 def selection_score(scores: dict[str, float], training: TrainingConfig) -> list[float]:
