@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -100,7 +101,7 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "variants": variants,
-        "command": "python " + " ".join(sys.argv),
+        "command": "python " + shlex.join(sys.argv),
     }
     text = json.dumps(result, indent=2)
     print(text)
