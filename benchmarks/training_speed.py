@@ -7,8 +7,8 @@ Beside the seconds it counts the padded work of the first epoch's batches, which
 BiRNNs' time steps (a batch runs as many as its longest sentence) and the token pairs the relation scorer
 scores (a batch's size times its longest length, squared).
 
-    python benchmarks/training_speed.py configs/conll04.toml \\
-        --variant "grouped: training.group_by_length=true" --output docs/results/training_speed.json
+    python benchmarks/training_speed.py configs/conll04.toml --variant "grouped: training.batch_order=grouped" \\
+        --variant "shuffled: training.batch_order=grouped_shuffled" --output docs/results/training_speed.json
 """
 
 from __future__ import annotations

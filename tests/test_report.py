@@ -277,12 +277,26 @@ def test_training_speed_section_divides_each_variant_by_the_configuration_as_it_
 
     variants = {
         "as configured": variant([30.0, 31.0, 29.0], {}, 150) | {"over_baseline": 1.0},
-        "grouped": variant([15.0, 16.0, 14.0], {"training.group_by_length": True}, 110) | {"over_baseline": 0.5},
+        "grouped": variant([15.0, 16.0, 14.0], {"training.batch_order": "grouped_shuffled"}, 110)
+        | {"over_baseline": 0.5},
     }
     results = {"config": "configs/conll04.toml", "epochs_per_run": 3, "rounds": 1, "threads": 2}
     results |= {"variants": variants, "command": "python benchmarks/training_speed.py configs/conll04.toml"}
     (results_dir / "training_speed.json").write_text(json.dumps(results), encoding="utf-8")
+    finetuned = results | {
+        "config": "configs/conll04_finetuned.toml",
+        "command": "python benchmarks/training_speed.py F",
+    }
+    (results_dir / "training_speed_finetuned.json").write_text(json.dumps(finetuned), encoding="utf-8")
     page = render_report(results_dir)
+    # One table per configuration, each file's command listed once.
+    assert page.index("`configs/conll04.toml`:") < page.index("`configs/conll04_finetuned.toml`:")
+    assert page.count("| as configured | – | 30.0, 31.0, 29.0 |") == 2
+    assert "python benchmarks/training_speed.py configs/conll04.toml\npython benchmarks/training_speed.py F" in page
     assert "| as configured | – | 30.0, 31.0, 29.0 | 30.00 | 1.00× | 150 (1.50) | 4,000 (4.00) |" in page
-    assert "| grouped | `training.group_by_length=true` | 15.0, 16.0, 14.0 | 15.00 | 0.50× | 110 (1.10) |" in page
-    assert "configs/conll04.toml: each variant trained 1× for 3 epochs, taking turns; 2 threads." in page
+    assert (
+        '| grouped | `training.batch_order="grouped_shuffled"` | 15.0, 16.0, 14.0 | 15.00 | 0.50× | 110 (1.10) |'
+        in page
+    )
+    assert "`configs/conll04.toml`:" in page
+    assert "Each variant trained 1× for 3 epochs, taking turns; 2 threads." in page

@@ -1,6 +1,7 @@
 """Training end to end on a slice of CoNLL04: it learns, it is deterministic, it resumes."""
 
 import json
+from itertools import pairwise
 
 import pytest
 import torch
@@ -80,14 +81,14 @@ def _weights(run):
     return load_file(str(run / "model" / "model.safetensors"))
 
 
-@pytest.mark.parametrize("group_by_length", [False, True])
-def test_same_seed_same_weights_and_resume_continues_exactly(tiny_config, tmp_path, group_by_length) -> None:
+@pytest.mark.parametrize("batch_order", ["random", "grouped_shuffled"])
+def test_same_seed_same_weights_and_resume_continues_exactly(tiny_config, tmp_path, batch_order) -> None:
     config = tiny_config.with_overrides(
         {
             "training.max_epochs": 3,
             "training.patience": 3,
             "data.max_train_documents": 24,
-            "training.group_by_length": group_by_length,
+            "training.batch_order": batch_order,
         }
     )
     train(config, tmp_path / "a", progress=False, log=lambda _: None)
@@ -114,25 +115,37 @@ def test_same_seed_same_weights_and_resume_continues_exactly(tiny_config, tmp_pa
 def test_length_grouped_batches_hold_every_sentence_once_and_pad_less(tiny_config) -> None:
     sentences = read_sentences(resolve_data_path("datasets/conll04/conll04_train.json"))[:400]
     lengths = [len(s.tokens) for s in sentences]
-    training = {g: tiny_config.training.model_copy(update={"group_by_length": g}) for g in (False, True)}
-    generators = {g: set_seed(7) for g in training}
-    batches = {g: epoch_batches(sentences, training[g], generators[g]) for g in training}
-    random_order, grouped = batches[False], batches[True]
+    orders = ("random", "grouped", "grouped_shuffled")
+    training = {o: tiny_config.training.model_copy(update={"batch_order": o}) for o in orders}
+    generators = {o: set_seed(7) for o in orders}
+    batches = {o: epoch_batches(sentences, training[o], generators[o]) for o in orders}
+    random_order, grouped, shuffled = batches["random"], batches["grouped"], batches["grouped_shuffled"]
     size = tiny_config.training.batch_size
-    assert sorted(i for b in grouped for i in b) == list(range(len(sentences)))
-    assert len(grouped) == len(random_order) == -(-len(sentences) // size)
+    for order in (grouped, shuffled):
+        assert sorted(i for b in order for i in b) == list(range(len(sentences)))
+        assert len(order) == len(random_order) == -(-len(sentences) // size)
     assert all(len(b) == size for b in grouped[:-1])
-    # The same draw from the generator, so a resumed run's later epochs are the same either way.
-    assert torch.equal(generators[False].get_state(), generators[True].get_state())
-    assert epoch_batches(sentences, training[True], set_seed(7)) == grouped
-    assert grouped != epoch_batches(sentences, training[True], set_seed(8))
-    # Hugging Face's order: the longest sentence in the first batch; a batch spans few lengths.
+    # Hugging Face's order takes the same one draw from the generator as random batches.
+    assert torch.equal(generators["random"].get_state(), generators["grouped"].get_state())
+    assert epoch_batches(sentences, training["grouped"], set_seed(7)) == grouped
+    assert grouped != epoch_batches(sentences, training["grouped"], set_seed(8))
+    # Shuffled: the same batches, the longest (holding the longest sentence) still first, the rest reordered.
+    assert sorted(shuffled) == sorted(grouped) and shuffled[0] == grouped[0] and shuffled != grouped
     assert max(lengths) in [lengths[i] for i in grouped[0]]
+    assert epoch_batches(sentences, training["grouped_shuffled"], set_seed(7)) == shuffled
+
+    def longest(batch):
+        return max(lengths[i] for i in batch)
+
+    # Hugging Face's mega-batches each run from long to short; the shuffled order does not.
+    mega = min(len(sentences) // (size * 4), 50)
+    assert all(longest(a) >= longest(b) for a, b in pairwise(grouped[1:mega]))
+    assert not all(longest(a) >= longest(b) for a, b in pairwise(shuffled[1:mega]))
 
     def steps(order):  # what the BiRNNs run: each batch as long as its longest sentence
-        return sum(max(lengths[i] for i in b) for b in order)
+        return sum(longest(b) for b in order)
 
-    assert steps(grouped) < 0.7 * steps(random_order)
+    assert steps(grouped) == steps(shuffled) < 0.7 * steps(random_order)
 
 
 def test_resume_refuses_a_changed_configuration(tiny_config, tmp_path) -> None:

@@ -154,10 +154,12 @@ class TrainingConfig(_Section):
     retrain_epochs: int | None = Field(
         None, ge=1, description="retrain protocol: train this many epochs on train+dev instead of selecting them on dev"
     )
-    group_by_length: bool = Field(
-        False,
-        description="batches of sentences of about the same length (Hugging Face's length-grouped order), so that"
-        " the BiRNNs and the pair scorer pad less: faster epochs, a different order of updates",
+    batch_order: Literal["random", "grouped", "grouped_shuffled"] = Field(
+        "random",
+        description="random: a random permutation cut into batches; grouped: Hugging Face's length-grouped order"
+        " (the permutation in mega-batches of up to 50 batches, each sorted longest to shortest), so that the"
+        " BiRNNs and the pair scorer pad less; grouped_shuffled: those batches with all but the longest-first one"
+        " in a random order, so an epoch does not run from long to short sentences",
     )
     retrain_schedule: Literal["chosen", "selection"] = Field(
         "chosen",

@@ -409,30 +409,34 @@ def speed(results: dict[str, Any], by_encoder: bool = False) -> list[str]:
 
 
 def training_speed(results: dict[str, Any]) -> list[str]:
-    """benchmarks/training_speed.py: seconds per training epoch of a configuration and its variants, and the
-    padded work of their batches."""
-    rows = []
-    for name, v in results["variants"].items():
-        work = v["work"]
-        changes = " ".join(f"`{k}={json.dumps(value)}`" for k, value in v["overrides"].items()) or "–"
-        rows.append(
-            [name, changes, ", ".join(f"{t:.1f}" for t in v["epoch_seconds"]), f"{v['median_epoch_seconds']:.2f}"]
-            + [
-                f"{v['over_baseline']:.2f}×",
-                f"{_number(work['birnn_steps'])} ({work['birnn_steps'] / work['tokens']:.2f})",
-            ]
-            + [f"{_number(work['scored_pairs'])} ({work['scored_pairs'] / work['real_pairs']:.2f})"]
-        )
-    first = next(iter(results["variants"]))
-    header = ["variant", "overrides", "seconds, each epoch", "median s/epoch", f"÷ {first}"]
-    header += ["BiRNN steps, first epoch (÷ tokens)", "pairs scored, first epoch (÷ real pairs)"]
-    lines = _table(header, rows)
-    lines += [
-        "",
-        f"{results['config']}: each variant trained {results['rounds']}× for {results['epochs_per_run']} epochs,"
-        f" taking turns; {results['threads']} threads.",
-    ]
-    return lines + ["", "Command:", ""] + _commands({"run": results})
+    """benchmarks/training_speed.py runs (``training_speed*.json``, one configuration each): seconds per training
+    epoch of the configuration and its variants, and the padded work of their batches."""
+    lines: list[str] = []
+    for run in results.values():
+        rows = []
+        for name, v in run["variants"].items():
+            work = v["work"]
+            changes = " ".join(f"`{k}={json.dumps(value)}`" for k, value in v["overrides"].items()) or "–"
+            rows.append(
+                [name, changes, ", ".join(f"{t:.1f}" for t in v["epoch_seconds"]), f"{v['median_epoch_seconds']:.2f}"]
+                + [
+                    f"{v['over_baseline']:.2f}×",
+                    f"{_number(work['birnn_steps'])} ({work['birnn_steps'] / work['tokens']:.2f})",
+                ]
+                + [f"{_number(work['scored_pairs'])} ({work['scored_pairs'] / work['real_pairs']:.2f})"]
+            )
+        first = next(iter(run["variants"]))
+        header = ["variant", "overrides", "seconds, each epoch", "median s/epoch", f"÷ {first}"]
+        header += ["BiRNN time steps, first epoch (per token)", "pairs scored, first epoch (÷ real pairs)"]
+        lines += [f"`{run['config']}`:", ""] + _table(header, rows)
+        lines += [
+            "",
+            f"Each variant trained {run['rounds']}× for {run['epochs_per_run']} epoch"
+            f"{'s' if run['epochs_per_run'] != 1 else ''}, taking turns;"
+            f" {run['threads']} threads.",
+            "",
+        ]
+    return lines + ["Commands:", ""] + _commands(results)
 
 
 def _f1_with_change(run: dict[str, Any], key: str) -> str:
@@ -603,7 +607,7 @@ def sections(papers: Papers) -> list[Section]:
         Section("Ablation: task-specific layers and input parts", "ablation.json", "ablation", ablation),
         Section("Ablation at a fixed epoch budget", "ablation_fixed_epochs.json", "ablation_fixed_epochs", ablation),
         Section("Speed on this CPU", "speed_*.json", "speed", speed),
-        Section("Training speed: length-grouped batches", "training_speed.json", "training_speed", training_speed),
+        Section("Training speed: length-grouped batches", "training_speed*.json", "training_speed", training_speed),
         Section(
             "What a larger encoder costs: MPNet-base beside MiniLM",
             "encoder_cost_*.json",

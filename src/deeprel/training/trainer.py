@@ -311,17 +311,24 @@ def train_epochs(
 
 
 def epoch_batches(train: Sequence[Sentence], training: TrainingConfig, generator: torch.Generator) -> list[list[int]]:
-    """One epoch's batches, as indices into ``train``: a random permutation cut into ``batch_size`` slices, or with
-    ``group_by_length`` Hugging Face's length-grouped order (the permutation in mega-batches of up to 50 batches,
-    each sorted by length, the longest batch first). Either draws one permutation from ``generator``."""
-    if training.group_by_length:
-        # Imported here: the module costs about a second of imports that random batches do not need.
-        from transformers.trainer_pt_utils import get_length_grouped_indices
-
-        order = get_length_grouped_indices([len(s.tokens) for s in train], training.batch_size, generator=generator)
-    else:
+    """One epoch's batches, as indices into ``train``, in ``training.batch_order``: a random permutation cut into
+    ``batch_size`` slices (one draw from ``generator``), Hugging Face's length-grouped order (the same one draw),
+    or its batches shuffled but for the first, the longest (a second draw)."""
+    size = training.batch_size
+    if training.batch_order == "random":
         order = torch.randperm(len(train), generator=generator).tolist()
-    return [order[k : k + training.batch_size] for k in range(0, len(order), training.batch_size)]
+        return [order[k : k + size] for k in range(0, len(order), size)]
+    # Imported here: the module costs about a second of imports that random batches do not need.
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    order = get_length_grouped_indices([len(s.tokens) for s in train], size, generator=generator)
+    batches = [order[k : k + size] for k in range(0, len(order), size)]
+    if training.batch_order == "grouped_shuffled":
+        # Hugging Face's order runs each mega-batch from long to short sentences; its library has no
+        # shuffled variant (the legacy examples' SortishSampler does this), so the permutation is ours.
+        rest = torch.randperm(len(batches) - 1, generator=generator).tolist()
+        batches = [batches[0]] + [batches[1 + i] for i in rest]
+    return batches
 
 
 def selection_score(scores: dict[str, float], training: TrainingConfig) -> list[float]:
