@@ -298,5 +298,4 @@ def test_training_speed_section_divides_each_variant_by_the_configuration_as_it_
         '| grouped | `training.batch_order="grouped_shuffled"` | 15.0, 16.0, 14.0 | 15.00 | 0.50× | 110 (1.10) |'
         in page
     )
-    assert "`configs/conll04.toml`:" in page
     assert "Each variant trained 1× for 3 epochs, taking turns; 2 threads." in page

@@ -317,11 +317,11 @@ def epoch_batches(train: Sequence[Sentence], training: TrainingConfig, generator
     size = training.batch_size
     if training.batch_order == "random":
         order = torch.randperm(len(train), generator=generator).tolist()
-        return [order[k : k + size] for k in range(0, len(order), size)]
-    # Imported here: the module costs about a second of imports that random batches do not need.
-    from transformers.trainer_pt_utils import get_length_grouped_indices
+    else:
+        # Imported here: the module costs about a second of imports that random batches do not need.
+        from transformers.trainer_pt_utils import get_length_grouped_indices
 
-    order = get_length_grouped_indices([len(s.tokens) for s in train], size, generator=generator)
+        order = get_length_grouped_indices([len(s.tokens) for s in train], size, generator=generator)
     batches = [order[k : k + size] for k in range(0, len(order), size)]
     if training.batch_order == "grouped_shuffled":
         # Hugging Face's order runs each mega-batch from long to short sentences; its library has no
